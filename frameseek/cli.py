@@ -7,6 +7,7 @@ Exit status: 0 success; 1 error (bad query image, missing index, ...); 2 usage e
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +19,10 @@ from frameseek.store.base import StoreError, VideoRecord
 from frameseek.video import Frame, format_time
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
+
+# Modules that add commands of their own: each has `register(commands)`, which adds a
+# sub-parser whose defaults set `run` to a function(args) -> exit status.
+COMMAND_MODULES: list[str] = []
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="frames per second given to the CNN for clustering "
                             "(default %(default)s)")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
+    index.set_defaults(run=_index)
 
     search = commands.add_parser("search", help="find the videos and moments an image comes from")
     search.add_argument("images", nargs="+", metavar="IMAGE")
@@ -43,21 +49,26 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--candidates", type=int, default=100, metavar="M",
                         help="coarse-stage candidates re-ranked on the 512-d descriptor")
     search.add_argument("--json", action="store_true", help="one JSON object per query per line")
+    search.set_defaults(run=_search)
 
     info = commands.add_parser("info", help="what an index holds")
     info.add_argument("--index", required=True, type=Path, metavar="DIR")
     info.add_argument("--json", action="store_true")
+    info.set_defaults(run=_info)
 
     remove = commands.add_parser("remove", help="remove a video from an index")
     remove.add_argument("video", metavar="VIDEO")
     remove.add_argument("--index", required=True, type=Path, metavar="DIR")
+    remove.set_defaults(run=_remove)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return args.run(args)
     except (QueryError, StoreError, IndexLocked) as exc:
         print(f"frameseek: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -155,8 +166,6 @@ def _remove(args: argparse.Namespace) -> int:
     print(f"frameseek: {args.video} is not in {args.index}", file=sys.stderr)
     return EXIT_ERROR
 
-
-COMMANDS = {"index": _index, "search": _search, "info": _info, "remove": _remove}
 
 if __name__ == "__main__":
     sys.exit(main())
