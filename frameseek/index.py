@@ -19,7 +19,7 @@ from frameseek.query import ImageInput, load_image
 from frameseek.search import CoarseToFine
 from frameseek.store.base import Store, StoreError, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
-from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, iter_frames, probe
+from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, iter_frames, probe
 
 WRITE_LOCK = "write.lock"
 
@@ -217,6 +217,7 @@ class Index:
                  ) -> tuple[VideoRecord | None, str | None]:
         name = str(path)
         try:
+            check_file(path)  # before hashing: a FIFO named .mp4 would block the read
             identity = content_id(path)
             existing = self.store.find_video(name)
             if existing is not None and existing.content_id == identity:

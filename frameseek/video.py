@@ -7,6 +7,8 @@ however long the video is, and a caller that needs only a small picture never pa
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +21,10 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".ogg", ".ts",
      ".flv", ".wmv", ".3gp"}
 )
+
+
+# FFmpeg's single-image demuxers (png_pipe, jpeg_pipe, ...): a photo renamed .mp4 is not a video.
+_IMAGE_DEMUXER_SUFFIX = "_pipe"
 
 
 class VideoError(Exception):
@@ -86,19 +92,40 @@ class Frame:
         return self._frame.to_ndarray(width=width, height=height, format="rgb24")
 
 
-def _open(path: Path) -> av.container.InputContainer:
-    if path.is_dir():
+def check_file(path: Path) -> None:
+    """Refuse, with a one-line reason, what cannot be a video file before anything reads it.
+
+    A FIFO or device named like a video would block the first read forever, so only regular
+    files pass; an unreadable file is named as such rather than as a damaged video.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise VideoError("no such file (or a broken link)") from exc
+    except OSError as exc:
+        raise VideoError(f"cannot read ({_reason(exc)})") from exc
+    if stat.S_ISDIR(mode):
         raise VideoError("is a directory")
-    if not path.exists():
-        raise VideoError("no such file")
+    if not stat.S_ISREG(mode):
+        raise VideoError("not a regular file (a pipe, socket or device)")
     if path.stat().st_size == 0:
         raise VideoError("empty file")
+    if not os.access(path, os.R_OK):
+        raise VideoError("permission denied")
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    check_file(path)
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except PermissionError as exc:
         raise VideoError("permission denied") from exc
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise VideoError(f"not a readable video ({_reason(exc)})") from exc
+    if container.format.name.endswith(_IMAGE_DEMUXER_SUFFIX):
+        container.close()
+        raise VideoError(f"a still image ({container.format.name.removesuffix('_pipe')}), "
+                         "not a video")
     if not container.streams.video:
         container.close()
         raise VideoError("no video stream")
