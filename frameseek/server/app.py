@@ -1,0 +1,313 @@
+"""The HTTP service: search the index with an uploaded image, list the indexed videos, serve their
+key-frame thumbnails and the video files (with range requests, so a browser can seek), and the
+page at `/`.
+
+One `Index` is opened at start and shared by every request. Decoding and the CNN forward run in a
+thread pool, at most one per CPU core, so the event loop keeps answering the cheap endpoints
+while searches run.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from PIL import UnidentifiedImageError
+from pydantic import BaseModel
+from starlette.types import Message
+
+from frameseek import __version__
+from frameseek.index import Index, Match
+from frameseek.query import MAX_PIXELS, QueryError, load_image
+from frameseek.store.base import Vectors, VideoRecord
+
+log = logging.getLogger("frameseek.server")
+
+STATIC = Path(__file__).with_name("static")
+MAX_TOP = 200
+MEGABYTE = 1 << 20
+# Key-frame ids fit SQLite's 64-bit integers; a longer string of digits is no id of ours.
+KEYFRAME_ID = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_upload_bytes: int = 20 * MEGABYTE
+    max_pixels: int = MAX_PIXELS
+    search_threads: int = os.cpu_count() or 1
+
+
+class SearchResult(BaseModel):
+    video: str
+    time: float
+    frame: int
+    distance: float
+    thumbnail_url: str
+    video_url: str | None  # None only if the video was removed while the query ran
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+    took_ms: float
+
+
+class VideoEntry(BaseModel):
+    id: str
+    video: str
+    name: str
+    duration: float
+    frames: int
+    keyframes: int
+    compression_ratio: float
+    width: int
+    height: int
+    fps: float
+    video_url: str
+
+
+class VideosResponse(BaseModel):
+    videos: list[VideoEntry]
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The indexed videos of one index snapshot, by id (for URLs) and by path (for matches)."""
+
+    snapshot: Vectors
+    by_id: dict[str, VideoRecord]
+    by_path: dict[str, VideoRecord]
+
+
+class IndexService:
+    """The open index shared by all requests; every method is safe to call from any thread."""
+
+    def __init__(self, index: Index, settings: ServerSettings) -> None:
+        self.index = index
+        self.settings = settings
+        self.started = time.time()
+        self.searches = 0
+        self.rejected = 0
+        self._lock = threading.Lock()
+        self._catalogue: Catalogue | None = None
+        # Load the model and run it once now: the first user should not wait for either.
+        index.embed(np.zeros((1, 1, 3), dtype=np.uint8))
+
+    def search(self, data: bytes, top: int) -> list[Match]:
+        pixels = load_image(data, self.settings.max_pixels)
+        with self._lock:
+            # `Index.searcher()` rebuilds the search structure when the index changed on disk;
+            # doing it here under the lock builds it once, not once per concurrent query.
+            self.index.searcher()
+        return self.index.search(pixels, top=top)
+
+    def catalogue(self) -> Catalogue:
+        """The videos as of now: re-read only when the store's vector snapshot changed, which it
+        does whenever any process adds or removes a video."""
+        with self._lock:
+            snapshot = self.index.store.vectors()
+            if self._catalogue is None or self._catalogue.snapshot is not snapshot:
+                videos = self.index.videos()
+                self._catalogue = Catalogue(snapshot, {str(v.id): v for v in videos},
+                                            {v.path: v for v in videos})
+            return self._catalogue
+
+    def video_file(self, video_id: str) -> tuple[Path, os.stat_result] | None:
+        """The file of an indexed video, if it is still the file that was indexed.
+
+        The path comes from the index, never from the request. A file whose size changed since
+        indexing (replaced, truncated, or a symlink now pointing elsewhere) is not served.
+        """
+        record = self.catalogue().by_id.get(video_id)
+        if record is None:
+            return None
+        path = Path(os.path.realpath(record.path))
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        if not path.is_file() or stat.st_size != record.size:
+            return None
+        return path, stat
+
+
+class UploadTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"upload is larger than the limit of {limit / MEGABYTE:g} MB")
+
+
+class LimitedUploadRoute(APIRoute):
+    """Reads the request body itself before FastAPI parses the form, refusing it as soon as it is
+    known to be over the limit: from Content-Length before reading anything, else while counting
+    the bytes as they arrive, so an endless chunked upload is cut off too."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handle = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            service: IndexService = request.app.state.service
+            try:
+                body = await _read_limited(request, service.settings.max_upload_bytes)
+            except UploadTooLarge:
+                service.rejected += 1
+                log.warning("%s: search refused: upload over %d bytes", _client(request),
+                            service.settings.max_upload_bytes)
+                raise
+
+            async def replay() -> Message:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            return await handle(Request(request.scope, replay))
+
+        return limited
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadTooLarge(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise UploadTooLarge(limit)
+    return bytes(body)
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "?"
+
+
+def _query_error_status(exc: QueryError) -> int:
+    # Bytes Pillow cannot even identify are the wrong media type; an image it identifies but
+    # cannot use (damaged, empty, over the pixel limit) is well-typed but unprocessable.
+    return 415 if isinstance(exc.__cause__, UnidentifiedImageError) else 422
+
+
+def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
+    service = IndexService(index, settings or ServerSettings())
+    limiter = anyio.CapacityLimiter(service.settings.search_threads)
+    app = FastAPI(
+        title="frameseek", version=__version__,
+        description="Search videos by image: upload a still, get the videos and moments it "
+                    "comes from.",
+    )
+    app.state.service = service
+    uploads = APIRouter(route_class=LimitedUploadRoute)
+
+    @uploads.post("/api/search", response_model=SearchResponse,
+                  responses={413: {"description": "upload over the size limit"},
+                             415: {"description": "not an image"},
+                             422: {"description": "damaged image, or over the pixel limit"}})
+    async def search(
+        request: Request,
+        image: Annotated[UploadFile, File(description="the query image (JPEG, PNG, WebP, ...)")],
+        top: Annotated[int, Query(ge=1, le=MAX_TOP, description="how many results")] = 12,
+    ) -> SearchResponse:
+        """The key frames nearest to the image, nearest first (the order `frameseek search`
+        prints)."""
+        data = await image.read()
+        start = time.perf_counter()
+        try:
+            matches = await anyio.to_thread.run_sync(service.search, data, top, limiter=limiter)
+        except QueryError as exc:
+            service.rejected += 1
+            log.warning("%s: search refused: %s", _client(request), exc)
+            raise HTTPException(_query_error_status(exc), str(exc)) from exc
+        took_ms = (time.perf_counter() - start) * 1000
+        service.searches += 1
+        root = request.scope.get("root_path", "")
+        by_path = service.catalogue().by_path
+        results = [
+            SearchResult(**m.to_json(), thumbnail_url=f"{root}/api/thumbnails/{m.keyframe_id}",
+                         video_url=_video_url(root, by_path.get(m.video)))
+            for m in matches
+        ]
+        log.info("%s: search %s (%d bytes): %d results in %.0f ms", _client(request),
+                 image.filename, len(data), len(results), took_ms)
+        return SearchResponse(results=results, took_ms=round(took_ms, 1))
+
+    app.include_router(uploads)
+
+    @app.get("/api/videos", response_model=VideosResponse)
+    def videos(request: Request) -> VideosResponse:
+        """Every indexed video, with its length, key frames and compression ratio."""
+        root = request.scope.get("root_path", "")
+        return VideosResponse(videos=[
+            VideoEntry(id=key, video=v.path, name=Path(v.path).name, duration=round(v.duration, 3),
+                       frames=v.frames, keyframes=v.keyframes,
+                       compression_ratio=round(v.compression_ratio, 4), width=v.width,
+                       height=v.height, fps=v.fps, video_url=_video_url(root, v) or "")
+            for key, v in service.catalogue().by_id.items()
+        ])
+
+    @app.get("/api/stats")
+    def stats() -> dict:
+        """What the index holds (as `frameseek info --json`) and what this server has done."""
+        return {
+            **service.index.info(),
+            "server": {
+                "version": __version__,
+                "uptime_s": round(time.time() - service.started, 1),
+                "searches": service.searches,
+                "rejected": service.rejected,
+                "max_upload_bytes": service.settings.max_upload_bytes,
+                "max_pixels": service.settings.max_pixels,
+                "search_threads": service.settings.search_threads,
+            },
+        }
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        """Liveness: the index answers."""
+        return {"status": "ok", "keyframes": len(service.index.store.vectors())}
+
+    @app.get("/api/thumbnails/{keyframe_id}", response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}}, 404: {}})
+    def thumbnail(keyframe_id: str) -> Response:
+        """The small JPEG of a key frame, stored in the index when the video was added."""
+        data = (service.index.store.thumbnail(int(keyframe_id))
+                if KEYFRAME_ID.fullmatch(keyframe_id) else None)
+        if not data:
+            raise HTTPException(404, "no such key frame")
+        return Response(data, media_type="image/jpeg",
+                        headers={"Cache-Control": "public, max-age=300"})
+
+    @app.api_route("/api/videos/{video_id}/file", methods=["GET", "HEAD"],
+                   response_class=FileResponse,
+                   responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "a range"},
+                              404: {}, 416: {}})
+    def video_file(video_id: str) -> FileResponse:
+        """An indexed video file; honours `Range` (206 Partial Content) so players can seek."""
+        found = service.video_file(video_id)
+        if found is None:
+            log.warning("video %r: not an indexed, unchanged file", video_id)
+            raise HTTPException(404, "no such video")
+        path, stat = found
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media_type, filename=path.name, stat_result=stat,
+                            content_disposition_type="inline")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _video_url(root: str, record: VideoRecord | None) -> str | None:
+    return f"{root}/api/videos/{record.id}/file" if record is not None else None

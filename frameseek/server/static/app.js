@@ -1,0 +1,191 @@
+// The search page: take an image (drop, paste or file picker), POST it to api/search, show the
+// matches, and play the chosen one from its moment. No framework, no build step.
+
+const TOP = 24;
+
+const $ = (selector) => document.querySelector(selector);
+const drop = $("#drop");
+const preview = $("#preview");
+const statusLine = $("#status");
+const summary = $("#summary");
+const results = $("#results");
+const player = $("#player");
+const playerPanel = $("#player-panel");
+const workspace = $("#workspace");
+const nowPlaying = $("#now-playing");
+const template = $("#result-template");
+
+let inFlight = null; // the AbortController of the running search, if any
+let previewUrl = null;
+
+// mm:ss.s (h:mm:ss.s past an hour), as `frameseek search` prints it.
+function formatTime(seconds) {
+  const total = Math.max(seconds, 0);
+  const minutes = Math.floor(total / 60);
+  const secs = (total - minutes * 60).toFixed(1).padStart(4, "0");
+  const hours = Math.floor(minutes / 60);
+  const mm = String(minutes % 60).padStart(2, "0");
+  return hours ? `${hours}:${mm}:${secs}` : `${mm}:${secs}`;
+}
+
+function baseName(path) {
+  return path.split(/[\\/]/).pop();
+}
+
+function setStatus(text, isError = false) {
+  statusLine.textContent = text;
+  statusLine.classList.toggle("error", isError);
+}
+
+// FastAPI answers {"detail": "message"} or, for validation errors, {"detail": [{msg, loc}]}.
+async function errorMessage(response) {
+  try {
+    const { detail } = await response.json();
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) return detail.map((d) => `${d.loc.join(".")}: ${d.msg}`).join("; ");
+  } catch {
+    // not JSON: fall through to the status line
+  }
+  return `${response.status} ${response.statusText}`;
+}
+
+async function search(file) {
+  if (!file) return;
+  inFlight?.abort();
+  const controller = new AbortController();
+  inFlight = controller;
+
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = URL.createObjectURL(file);
+  preview.src = previewUrl;
+  preview.hidden = false;
+  drop.classList.add("has-image", "busy");
+  setStatus(`Searching with ${file.name || "pasted image"}…`);
+
+  const body = new FormData();
+  body.append("image", file, file.name || "pasted-image.png");
+  try {
+    const response = await fetch(`api/search?top=${TOP}`, {
+      method: "POST", body, signal: controller.signal,
+    });
+    if (!response.ok) {
+      setStatus(await errorMessage(response), true);
+      return;
+    }
+    const answer = await response.json();
+    setStatus(file.name || "pasted image");
+    render(answer);
+  } catch (error) {
+    if (error.name !== "AbortError") setStatus(`Could not reach the server (${error.message})`, true);
+  } finally {
+    if (inFlight === controller) {
+      inFlight = null;
+      drop.classList.remove("busy");
+    }
+  }
+}
+
+function render({ results: matches, took_ms: tookMs }) {
+  results.replaceChildren();
+  const count = matches.length === 1 ? "1 match" : `${matches.length} matches`;
+  const took = document.createElement("strong");
+  took.id = "took";
+  took.textContent = `${Math.round(tookMs)} ms`;
+  summary.replaceChildren(`${count} · query took `, took);
+  if (!matches.length) summary.append(" · the index holds no videos yet");
+
+  matches.forEach((match, rank) => {
+    const item = template.content.cloneNode(true);
+    const button = item.querySelector(".result");
+    button.title = `${match.video}\nframe ${match.frame}, ${match.time.toFixed(2)} s`;
+    button.dataset.time = match.time;
+    item.querySelector("img").src = match.thumbnail_url;
+    item.querySelector(".rank").textContent = rank + 1;
+    item.querySelector(".name").textContent = baseName(match.video);
+    item.querySelector(".time").textContent = formatTime(match.time);
+    item.querySelector(".distance").textContent = `dist. ${match.distance.toFixed(2)}`;
+    button.addEventListener("click", () => play(match, button));
+    results.append(item);
+  });
+}
+
+function play(match, button) {
+  for (const other of results.querySelectorAll(".result.selected")) other.classList.remove("selected");
+  button.classList.add("selected");
+  nowPlaying.textContent = `${baseName(match.video)} from ${formatTime(match.time)}`;
+  playerPanel.hidden = false;
+  workspace.classList.add("playing");
+  if (!match.video_url) {
+    nowPlaying.textContent += " (the video is no longer in the index)";
+    return;
+  }
+  const seek = () => {
+    player.currentTime = match.time;
+    // Autoplay may be refused (no user gesture reached it); the player is then left paused there.
+    player.play().catch(() => {});
+  };
+  if (player.getAttribute("src") !== match.video_url) {
+    player.src = match.video_url;
+    player.addEventListener("loadedmetadata", seek, { once: true });
+  } else {
+    seek();
+  }
+  playerPanel.scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+async function showStats() {
+  try {
+    const response = await fetch("api/stats");
+    if (!response.ok) return;
+    const stats = await response.json();
+    const videos = stats.videos === 1 ? "1 video" : `${stats.videos} videos`;
+    $("#stats").textContent =
+      `${videos} · ${formatTime(stats.duration_s)} of video · ${stats.keyframes} key frames`;
+  } catch {
+    // The stats line is a courtesy: a search will report a server that is down.
+  }
+}
+
+function firstImage(items) {
+  for (const item of items ?? []) {
+    if (item.kind === "file" && item.type.startsWith("image/")) return item.getAsFile();
+  }
+  return null;
+}
+
+$("#file-input").addEventListener("change", (event) => {
+  search(event.target.files[0]);
+  event.target.value = ""; // choosing the same file again searches again
+});
+
+document.addEventListener("paste", (event) => {
+  const file = firstImage(event.clipboardData?.items);
+  if (file) {
+    event.preventDefault();
+    search(file);
+  }
+});
+
+// Dropping anywhere on the page searches; the veil shows that the drop will be taken.
+let dragDepth = 0;
+window.addEventListener("dragenter", (event) => {
+  event.preventDefault();
+  dragDepth += 1;
+  document.body.classList.add("dragging");
+});
+window.addEventListener("dragleave", () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (!dragDepth) document.body.classList.remove("dragging");
+});
+window.addEventListener("dragover", (event) => event.preventDefault());
+window.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dragDepth = 0;
+  document.body.classList.remove("dragging");
+  const file = firstImage(event.dataTransfer?.items) ??
+    [...(event.dataTransfer?.files ?? [])].find((f) => f.type.startsWith("image/"));
+  if (file) search(file);
+  else setStatus("That is not an image file.", true);
+});
+
+showStats();
