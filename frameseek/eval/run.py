@@ -1,0 +1,245 @@
+"""`frameseek eval run`: corpus → analysis pass (cached) → queries → every method → report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from frameseek.eval.analysis import VideoAnalysis, cached_analysis
+from frameseek.eval.gallery import write_gallery
+from frameseek.eval.methods import (
+    KeyFrames,
+    Method,
+    QueryInput,
+    baselines,
+    build_ours,
+)
+from frameseek.eval.metrics import Outcome, by_perturbation, summarise
+from frameseek.eval.queries import QUERIES_FILE, SETS, Query, make_queries
+from frameseek.eval.report import write_report
+from frameseek.eval.sweep import THETAS, theta_sweep
+from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_spatial
+from frameseek.index import IndexConfig, find_videos
+from frameseek.query import load_image
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SMOKE_THETAS = (0.6, 1.4, 3.0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: Path
+    out: Path
+    per_video: int = 5
+    seed: int = 0
+    smoke: bool = False
+    command: str = ""
+
+
+@dataclass(frozen=True)
+class CorpusVideo:
+    path: Path
+    role: str  # "query" or "distractor"
+
+
+def corpus_videos(corpus: Path) -> list[CorpusVideo]:
+    """The manifest's videos with their roles; without a manifest, every video is a query video."""
+    manifest = corpus / MANIFEST
+    if manifest.exists():
+        rows = json.loads(manifest.read_text())
+        return [CorpusVideo(corpus / row["file"], row.get("role", "query")) for row in rows]
+    return [CorpusVideo(path, "query") for path in find_videos([corpus])]
+
+
+def run(settings: Settings) -> dict:
+    """Run every experiment; write report.md, results.json, the plot and the gallery."""
+    started = time.perf_counter()
+    out = settings.out
+    config = IndexConfig()
+    extractor = FeatureExtractor(input_size=config.input_size)
+    videos = corpus_videos(settings.corpus)
+    if not videos:
+        raise SystemExit(f"frameseek eval: no videos in {settings.corpus}")
+
+    analyses: list[VideoAnalysis] = []
+    for number, video in enumerate(videos, 1):
+        analysis = cached_analysis(video.path, out / "cache" / "analysis", extractor, config)
+        log.info("analysed %d/%d %s: %d frames, %d samples (%.0f s)", number, len(videos),
+                 video.path.name, analysis.frames, len(analysis.times), analysis.seconds)
+        analyses.append(analysis)
+
+    query_dir = out / "queries"
+    queries = make_queries([v.path for v in videos if v.role == "query"], query_dir,
+                           settings.per_video, settings.seed)
+    inputs, cnn_seconds, load_seconds = embed_queries(queries, query_dir, extractor, out)
+    log.info("%d queries embedded", len(queries))
+
+    selection = {a.path: a.select(config) for a in analyses}
+    keyframes = KeyFrames.select(analyses, selection)
+    ours = build_ours(out / "index", analyses, selection, config)
+    methods: list[Method] = [ours, *baselines(keyframes, analyses, 1.0 / config.sample_fps,
+                                               settings.seed)]
+    outcomes = {m.name: search_all(m, queries, inputs, cnn_seconds, load_seconds)
+                for m in methods}
+    log.info("searched with %d methods", len(methods))
+
+    sweep = theta_sweep(analyses, config, queries, inputs,
+                        SMOKE_THETAS if settings.smoke else THETAS)
+    log.info("θ sweep done")
+
+    results = {
+        "meta": meta(settings, config),
+        "corpus": corpus_summary(videos, analyses, queries),
+        "indexing": indexing_summary(analyses, methods),
+        "methods": {
+            m.name: {
+                "dimension": m.dimension, "entries": m.entries, "vector_bytes": m.vector_bytes,
+                "uses_cnn": m.uses_cnn,
+                "compression_ratio": 1 - m.entries / sum(a.frames for a in analyses),
+                "sets": {s: summarise([o for o in outcomes[m.name] if o.query.set == s])
+                         for s in SETS},
+                "perturbations": by_perturbation(
+                    [o for o in outcomes[m.name] if o.query.set == "perturbed"]),
+            }
+            for m in methods
+        },
+        "ours_index_bytes_per_keyframe": directory_bytes(out / "index") / max(1, ours.entries),
+        "theta_sweep": sweep,
+    }
+    write_gallery(out / "gallery.html", gallery_picks(outcomes["Ours"], settings.seed),
+                  query_dir, ours.index.store.thumbnail)
+    ours.index.close()
+    results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
+    write_report(out, results)
+    return results
+
+
+def embed_queries(queries: list[Query], query_dir: Path, extractor: FeatureExtractor, out: Path
+                  ) -> tuple[list[QueryInput], np.ndarray, np.ndarray]:
+    """Each query decoded and run through the CNN once (cached by the query list's content).
+
+    Returns the inputs, and per query the seconds for decoding + CNN and for decoding alone.
+    """
+    listing = (query_dir / QUERIES_FILE).read_bytes()
+    key = hashlib.sha256(listing + str(extractor.input_size).encode()).hexdigest()[:24]
+    cache = out / "cache" / f"queries-{key}.npz"
+    rgbs = [load_image(query_dir / q.file) for q in queries]
+    if cache.exists():
+        with np.load(cache) as data:
+            pool5, total, loading = data["pool5"], data["total"], data["loading"]
+    else:
+        maps, total_list, loading_list = [], [], []
+        extractor.pool5(extractor.resize(rgbs[0])[None])  # warm-up, kept out of the timings
+        for q in queries:
+            start = time.perf_counter()
+            rgb = load_image(query_dir / q.file)
+            loaded = time.perf_counter()
+            maps.append(extractor.pool5(extractor.resize(rgb)[None])[0])
+            total_list.append(time.perf_counter() - start)
+            loading_list.append(loaded - start)
+        pool5, total, loading = np.stack(maps), np.array(total_list), np.array(loading_list)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, pool5=pool5, total=total, loading=loading)
+    descriptors = mean_pool_spatial(pool5)
+    index = mean_pool_channels(descriptors)
+    inputs = [QueryInput(rgb, pool5[i : i + 1], descriptors[i], index[i])
+              for i, rgb in enumerate(rgbs)]
+    return inputs, total, loading
+
+
+def search_all(method: Method, queries: list[Query], inputs: list[QueryInput],
+               cnn_seconds: np.ndarray, load_seconds: np.ndarray) -> list[Outcome]:
+    method.search(inputs[0])  # warm-up: first-call allocations are not a query's cost
+    outcomes = []
+    for i, (query, q) in enumerate(zip(queries, inputs, strict=True)):
+        start = time.perf_counter()
+        results = method.search(q)
+        seconds = time.perf_counter() - start
+        before = cnn_seconds[i] if method.uses_cnn else load_seconds[i]
+        outcomes.append(Outcome(query, results, seconds, float(before)))
+    return outcomes
+
+
+def gallery_picks(outcomes: list[Outcome], seed: int, count: int = 3) -> list[Outcome]:
+    """A few queries of each set, seeded, so the page shows hits and misses as they come."""
+    rng = np.random.default_rng(seed)
+    picks: list[Outcome] = []
+    for set_name in SETS:
+        chosen = [o for o in outcomes if o.query.set == set_name]
+        picks.extend(chosen[i] for i in sorted(rng.permutation(len(chosen))[:count]))
+    return picks
+
+
+def meta(settings: Settings, config: IndexConfig) -> dict:
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {_cpu_name()}, {_cpu_count()} CPU cores available",
+        "python": platform.python_version(),
+        "command": settings.command,
+        "smoke": settings.smoke,
+        "seed": settings.seed,
+        "queries_per_video": settings.per_video,
+        "config": {"theta": config.theta, "sample_fps": config.sample_fps,
+                   "samples_per_cluster": config.samples_per_cluster,
+                   "input_size": config.input_size},
+    }
+
+
+def corpus_summary(videos: list[CorpusVideo], analyses: list[VideoAnalysis],
+                   queries: list[Query]) -> dict:
+    return {
+        "videos": len(videos),
+        "query_videos": sum(v.role == "query" for v in videos),
+        "distractor_videos": sum(v.role == "distractor" for v in videos),
+        "duration_s": sum(a.duration for a in analyses),
+        "frames": sum(a.frames for a in analyses),
+        "samples": sum(len(a.times) for a in analyses),
+        "queries": {s: sum(q.set == s for q in queries) for s in SETS},
+    }
+
+
+def indexing_summary(analyses: list[VideoAnalysis], methods: list[Method]) -> dict:
+    duration = sum(a.duration for a in analyses)
+    wall = sum(a.seconds for a in analyses)
+    return {
+        "analysis_wall_s": wall,
+        "analysis_cpu_s": sum(a.cpu_seconds for a in analyses),
+        "analysis_wall_s_per_video_s": wall / duration if duration else 0.0,
+        "method_build_s": {m.name: m.build_seconds for m in methods},
+    }
+
+
+def directory_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
