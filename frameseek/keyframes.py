@@ -13,7 +13,10 @@ spans of the samples in its cluster: the stretch of video it stands for.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,6 +101,32 @@ class _Samples:
     features: list[Features] = field(default_factory=list)
 
 
+class StageTimer:
+    """Wall seconds per pipeline stage, for `frameseek bench index`; two clock reads a step, so
+    cheap enough to leave on."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def frames(self, frames: Iterable[Frame]) -> Iterator[Frame]:
+        """`frames`, with the time spent producing each one (decoding) counted as "decode"."""
+        iterator = iter(frames)
+        while True:
+            with self.stage("decode"):
+                frame = next(iterator, None)
+            if frame is None:
+                return
+            yield frame
+
+
 class KeyFrameExtractor:
     """Algorithm 1 over a stream of frames, feeding sampled frames to the CNN in batches."""
 
@@ -108,8 +137,10 @@ class KeyFrameExtractor:
         sample_fps: float = 2.0,
         samples_per_cluster: float = 2.0,
         seed: int = 0,
+        timer: StageTimer | None = None,
     ) -> None:
         self.extractor = extractor
+        self.timer = timer or StageTimer()
         self.theta = theta
         self.sample_fps = sample_fps
         self.samples_per_cluster = samples_per_cluster
@@ -126,17 +157,19 @@ class KeyFrameExtractor:
         next_sample = -np.inf
         count = 0
         last_time = 0.0
-        for frame in frames:
-            histogram = color_histogram(frame.rgb(HISTOGRAM_SIZE, HISTOGRAM_SIZE))
-            if previous is not None:
-                distances.append(float(np.linalg.norm(histogram - previous)))
-            previous = histogram
+        for frame in self.timer.frames(frames):
+            with self.timer.stage("histograms"):
+                histogram = color_histogram(frame.rgb(HISTOGRAM_SIZE, HISTOGRAM_SIZE))
+                if previous is not None:
+                    distances.append(float(np.linalg.norm(histogram - previous)))
+                previous = histogram
             if frame.time >= next_sample:
                 next_sample = frame.time + 1.0 / self.sample_fps
                 samples.numbers.append(frame.number)
                 samples.times.append(frame.time)
-                samples.pending.append(frame.rgb(size, size))
-                samples.thumbnails.append(_thumbnail(frame))
+                with self.timer.stage("samples"):
+                    samples.pending.append(frame.rgb(size, size))
+                    samples.thumbnails.append(_thumbnail(frame))
                 if len(samples.pending) == batch:
                     self._embed(samples)
             count += 1
@@ -150,7 +183,8 @@ class KeyFrameExtractor:
         )
         m = count_clusters(np.asarray(distances, dtype=np.float32), self.theta)
         cap = max(1, int(len(features) / self.samples_per_cluster))
-        rows, labels = select_keyframes(features.descriptors, min(m, cap), self.seed)
+        with self.timer.stage("kmeans"):
+            rows, labels = select_keyframes(features.descriptors, min(m, cap), self.seed)
         times = np.asarray(samples.times)
         step = 1.0 / self.sample_fps
         keyframes = [
@@ -168,7 +202,8 @@ class KeyFrameExtractor:
 
     def _embed(self, samples: _Samples) -> None:
         if samples.pending:
-            samples.features.append(self.extractor.transform(np.stack(samples.pending)))
+            with self.timer.stage("cnn"):
+                samples.features.append(self.extractor.transform(np.stack(samples.pending)))
             samples.pending.clear()
 
 

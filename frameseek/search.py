@@ -1,18 +1,34 @@
-"""Coarse-to-fine search (paper §3.3): 64-d index → top m candidates → 512-d re-rank → top n.
+"""Coarse-to-fine search (paper §3.3): the 64-d index narrows, the 512-d descriptor decides.
 
-The coarse stage is any FAISS index over the 64-d vectors, named by a FAISS factory string
-("Flat" is the paper's exhaustive search); the refine stage is exact Euclidean distance on the
-512-d descriptors of the candidates only.
+The coarse stage is named by a FAISS factory string. Over the 64-d index ("Flat" is the paper's
+exhaustive search; "IVF1024,Flat", "HNSW32", ...) it returns the top `candidates` key frames,
+which are re-ranked by exact Euclidean distance on their 512-d descriptors. With the suffix
+"@512" the index is built over the 512-d descriptors themselves ("IVF1000,SQfp16@512": an
+inverted file holding the float16 descriptors the store keeps), which ranks exactly within the
+`nprobe` cells it visits, so no re-rank is needed.
+
+"auto" picks "Flat" below `FLAT_LIMIT` key frames and "IVF<√N>,SQfp16@512" above. Why not an
+approximate index over the 64-d alone: at scale the 64-d mean pooling is too coarse to *rank* a
+dense neighbourhood (measured in docs/performance.md: its top 1000 miss a fifth of the true 512-d
+top 12 at 200k key frames), while cells over the 512-d keep recall@12 at 1.0 with few probes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
 
 from frameseek.store.base import Vectors
+
+FLAT_LIMIT = 50_000
+ON_DESCRIPTORS = "@512"
+# Cells probed per query: recall@12 >= 0.99 on `frameseek bench search` up to 1M key frames.
+DEFAULT_NPROBE = 16
+TRAIN_PER_CELL = 40  # k-means sample per cell: FAISS wants >= 39; more only slows the build
+CHUNK = 65_536  # rows converted to float32 at a time while building, so memory stays flat
 
 
 @dataclass(frozen=True)
@@ -21,29 +37,86 @@ class Hit:
     distance: float  # Euclidean, on the 512-d descriptors
 
 
-class CoarseToFine:
-    """Built once over a `Vectors` snapshot; `search` is then safe to call from many threads."""
+def auto_coarse(count: int) -> str:
+    """The coarse stage for a collection of `count` key frames.
 
-    def __init__(self, vectors: Vectors, coarse: str = "Flat", candidates: int = 100) -> None:
+    √N cells balance the two costs of a query (N/cells vectors scanned per probe, one distance
+    per cell to route) and keep the k-means build affordable on a small machine.
+    """
+    if count < FLAT_LIMIT:
+        return "Flat"
+    return f"IVF{round(math.sqrt(count))},SQfp16{ON_DESCRIPTORS}"
+
+
+class CoarseToFine:
+    """Built once over a `Vectors` snapshot; `search` is then safe to call from many threads.
+
+    Descriptors may be float32 or float16 (as the store keeps them); distances are computed in
+    float32 either way.
+    """
+
+    def __init__(self, vectors: Vectors, coarse: str = "auto", candidates: int = 100,
+                 nprobe: int = DEFAULT_NPROBE, seed: int = 0) -> None:
         self.vectors = vectors
         self.candidates = candidates
-        self.coarse = faiss.index_factory(vectors.index.shape[1], coarse, faiss.METRIC_L2)
+        self.coarse_name = auto_coarse(len(vectors)) if coarse == "auto" else coarse
+        self.exact = self.coarse_name.endswith(ON_DESCRIPTORS)
+        source = vectors.descriptors if self.exact else vectors.index
+        factory = self.coarse_name.removesuffix(ON_DESCRIPTORS)
+        self.coarse = faiss.index_factory(source.shape[1], factory, faiss.METRIC_L2)
         if len(vectors):
-            if not self.coarse.is_trained:
-                self.coarse.train(vectors.index)
-            self.coarse.add(vectors.index)
+            _build(self.coarse, source, seed)
+        if hasattr(self.coarse, "nprobe"):
+            self.coarse.nprobe = nprobe
 
     def search(
         self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
         candidates: int | None = None,
     ) -> list[Hit]:
         """One query's 64-d index and 512-d descriptor → up to `top` hits, nearest first."""
+        return self.search_batch(index[None], descriptor[None], top, candidates)[0]
+
+    def search_batch(
+        self, indexes: np.ndarray, descriptors: np.ndarray, top: int = 12,
+        candidates: int | None = None,
+    ) -> list[list[Hit]]:
+        """Many queries at once (rows of `indexes` (Q, 64) and `descriptors` (Q, 512))."""
         if not len(self.vectors):
-            return []
-        m = max(top, candidates or self.candidates)
-        _, rows = self.coarse.search(np.ascontiguousarray(index, dtype=np.float32)[None], m)
-        rows = rows[0][rows[0] >= 0]
-        gaps = self.vectors.descriptors[rows] - descriptor
-        distances = np.sqrt(np.einsum("ij,ij->i", gaps, gaps))
-        best = np.argsort(distances, kind="stable")[:top]
-        return [Hit(int(self.vectors.ids[rows[i]]), float(distances[i])) for i in best]
+            return [[] for _ in range(len(indexes))]
+        descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
+        if self.exact:
+            squared, rows = self.coarse.search(descriptors, min(top, len(self.vectors)))
+        else:
+            indexes = np.ascontiguousarray(indexes, dtype=np.float32)
+            squared, rows = self._refine(indexes, descriptors, top, candidates)
+        return [
+            [Hit(int(self.vectors.ids[r]), math.sqrt(max(float(d), 0.0)))
+             for d, r in zip(query_squared, query_rows, strict=True) if r >= 0]
+            for query_squared, query_rows in zip(squared, rows, strict=True)
+        ]
+
+    def _refine(self, indexes: np.ndarray, descriptors: np.ndarray, top: int,
+                candidates: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top `candidates` by the 64-d coarse index, re-ranked exactly on the 512-d."""
+        m = min(max(top, candidates or self.candidates), len(self.vectors))
+        _, rows = self.coarse.search(indexes, m)
+        valid = rows >= 0
+        gaps = self.vectors.descriptors[np.where(valid, rows, 0)].astype(np.float32)
+        gaps -= descriptors[:, None, :]
+        squared = np.einsum("qij,qij->qi", gaps, gaps)
+        squared[~valid] = np.inf
+        best = np.argsort(squared, axis=1, kind="stable")[:, :top]
+        best_rows = np.take_along_axis(np.where(valid, rows, -1), best, axis=1)
+        return np.take_along_axis(squared, best, axis=1), best_rows
+
+
+def _build(index: faiss.Index, source: np.ndarray, seed: int) -> None:
+    """Train on a sample (k-means needs few points per cell), then add in float32 chunks."""
+    count = len(source)
+    if not index.is_trained:
+        cells = getattr(index, "nlist", 0) or count
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(count, min(count, TRAIN_PER_CELL * cells), replace=False))
+        index.train(np.ascontiguousarray(source[sample], dtype=np.float32))
+    for start in range(0, count, CHUNK):
+        index.add(np.ascontiguousarray(source[start:start + CHUNK], dtype=np.float32))

@@ -47,7 +47,7 @@ class Vectors:
 
     ids: np.ndarray  # (N,) int64 key-frame ids
     index: np.ndarray  # (N, 64) float32
-    descriptors: np.ndarray  # (N, 512) float32
+    descriptors: np.ndarray  # (N, 512) float16 as stored (float32 for schema-1 rows)
 
     def __len__(self) -> int:
         return len(self.ids)

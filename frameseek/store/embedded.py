@@ -3,6 +3,11 @@
 Each video is written in a single transaction, so a crash leaves the index as it was or with whole
 videos added, and readers never see half a video. Vectors are kept as BLOBs beside their key
 frame and loaded into contiguous numpy arrays, cached until the database changes.
+
+Schema 2 keeps each descriptor as float16 (1 KB a key frame) and no 64-d index: the index is
+derived from the descriptor at load time by the same channel pooling that made it. Rounding to
+float16 changes no search result on the sample index (tests/store). Rows written by schema 1
+(float32 descriptor and index) are still read, told apart by their descriptor's byte length.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from frameseek.features import DESCRIPTOR_DIM, INDEX_DIM
+from frameseek.features import DESCRIPTOR_DIM, INDEX_DIM, mean_pool_channels
 from frameseek.keyframes import KeyFrame
 from frameseek.store.base import KeyFrameRecord, StoreError, Vectors, VideoRecord
 
 DATABASE = "frameseek.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DESCRIPTOR_DTYPE = np.float16
+DERIVED = b""  # index_vector of schema-2 rows: computed from the descriptor when loaded
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -103,8 +110,8 @@ class EmbeddedStore:
                 " thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (video_id, k.frame, k.time, json.dumps(k.segments),
-                     np.asarray(k.index, dtype=np.float32).tobytes(),
-                     np.asarray(k.descriptor, dtype=np.float32).tobytes(), k.thumbnail)
+                     DERIVED, np.asarray(k.descriptor, dtype=DESCRIPTOR_DTYPE).tobytes(),
+                     k.thumbnail)
                     for k in keyframes
                 ],
             )
@@ -132,7 +139,7 @@ class EmbeddedStore:
             if self._cached is not None and self._cached[0] == version:
                 return self._cached[1]
             rows = self._db.execute(
-                "SELECT id, index_vector, descriptor FROM keyframes ORDER BY id"
+                "SELECT id, descriptor FROM keyframes ORDER BY id"
             ).fetchall()
             self._cached = (version, _vectors(rows))
             return self._cached[1]
@@ -170,9 +177,23 @@ def _video(row: tuple) -> VideoRecord:
     return VideoRecord(path, content_id, size, duration, frames, width, height, fps, keyframes, id_)
 
 
+CHUNK = 65_536  # descriptors pooled at a time while loading, so no full float32 copy is made
+
+
 def _vectors(rows: list[tuple]) -> Vectors:
     count = len(rows)
     ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=count)
-    index = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
-    descriptors = np.frombuffer(b"".join(row[2] for row in rows), dtype=np.float32)
-    return Vectors(ids, index.reshape(count, INDEX_DIM), descriptors.reshape(count, DESCRIPTOR_DIM))
+    compact = DESCRIPTOR_DIM * np.dtype(DESCRIPTOR_DTYPE).itemsize
+    if all(len(row[1]) == compact for row in rows):
+        blob = b"".join(row[1] for row in rows)
+        descriptors = np.frombuffer(blob, dtype=DESCRIPTOR_DTYPE).reshape(count, DESCRIPTOR_DIM)
+    else:  # some schema-1 rows: keep their full float32 precision
+        descriptors = np.empty((count, DESCRIPTOR_DIM), dtype=np.float32)
+        for i, row in enumerate(rows):
+            dtype = DESCRIPTOR_DTYPE if len(row[1]) == compact else np.float32
+            descriptors[i] = np.frombuffer(row[1], dtype=dtype)
+    index = np.empty((count, INDEX_DIM), dtype=np.float32)
+    for start in range(0, count, CHUNK):
+        part = slice(start, start + CHUNK)
+        index[part] = mean_pool_channels(descriptors[part].astype(np.float32))
+    return Vectors(ids, index, descriptors)

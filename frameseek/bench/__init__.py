@@ -1,0 +1,1 @@
+"""Benchmarks: `frameseek bench search` (search at scale) and `frameseek bench index` (indexing)."""

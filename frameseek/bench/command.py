@@ -1,0 +1,81 @@
+"""`frameseek bench search` and `frameseek bench index`: see bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="measure search and indexing speed")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+
+    search = kinds.add_parser("search", help="search speed and recall at N key frames")
+    search.add_argument("--keyframes", type=int, required=True, metavar="N")
+    search.add_argument("--queries", type=int, default=200, metavar="Q")
+    search.add_argument("--index", type=Path, metavar="DIR",
+                        help="take the real descriptors from this index (default: index the "
+                             "sample videos)")
+    search.add_argument("--methods", nargs="+", metavar="NAME",
+                        help="only these methods (faiss-flat512 always runs: it is the truth)")
+    search.add_argument("--noise", type=float, default=0.1,
+                        help="noise, in per-dimension standard deviations (default %(default)s)")
+    search.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    search.set_defaults(run=_search)
+
+    index = kinds.add_parser("index", help="index one video from scratch and time each stage")
+    index.add_argument("video", type=Path, metavar="VIDEO")
+    index.add_argument("--queries", type=int, default=5, metavar="K",
+                       help="end-to-end queries timed on the new index (default %(default)s)")
+    index.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    index.set_defaults(run=_index)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from frameseek.bench import search
+
+    if args.keyframes < 1 or args.queries < 1:
+        print("frameseek: --keyframes and --queries must be at least 1", file=sys.stderr)
+        return 2
+    progress = None if args.json else print
+    try:
+        report = search.run(args.keyframes, args.queries, args.methods, args.index, args.noise,
+                            progress=progress)
+    except ValueError as exc:
+        print(f"frameseek: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{'method':18} {'ms/q':>8} {'p95':>8} {'batch':>8} {'recall@12':>9} "
+          f"{'B/kf':>7} {'build s':>8}")
+    for name, r in report["methods"].items():
+        print(f"{name:18} {r['ms_per_query']:8.3f} {r['p95_ms']:8.3f} "
+              f"{r['batch_ms_per_query']:8.3f} {r['recall_at_12']:9.4f} "
+              f"{r['bytes_per_keyframe']:7.0f} {r['build_s']:8.1f}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from frameseek.bench import index
+    from frameseek.video import VideoError
+
+    try:
+        report = index.run(args.video, queries=args.queries)
+    except VideoError as exc:
+        print(f"frameseek: {args.video}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{report['video']}: {report['video_s']:.1f} s of video in {report['wall_s']:.1f} s "
+          f"({report['realtime_factor']:.2f}x real time), peak RSS {report['peak_rss_mb']:.0f} MB,"
+          f" {report['keyframes']} key frames")
+    for stage, seconds in report["stages"].items():
+        print(f"  {stage:12} {seconds:8.2f} s")
+    if report["query_ms"]:
+        q = report["query_ms"]
+        print(f"  query (image file → results): median {q['median']} ms, p95 {q['p95']} ms")
+    return 0

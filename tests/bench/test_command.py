@@ -1,0 +1,58 @@
+"""Tiny real runs of the bench commands: the JSON they print has the documented shape."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from frameseek.bench.command import register
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    assert args.run(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_search_reports_every_method(sample_index: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    report = run(["bench", "search", "--keyframes", "3000", "--queries", "5", "--index",
+                  str(sample_index), "--methods", "ours-flat64", "ours-ivf512-fp16", "--json"],
+                 capsys)
+    assert report["keyframes"] == 3000
+    assert set(report["methods"]) == {"ours-flat64", "ours-ivf512-fp16"}
+    for method in report["methods"].values():
+        assert set(method) >= {"ms_per_query", "p95_ms", "recall_at_12", "bytes_per_keyframe",
+                               "build_s"}
+        assert 0.0 <= method["recall_at_12"] <= 1.0
+        assert method["ms_per_query"] > 0
+    # float16 descriptors and float32 64-d index, as the product holds them
+    assert report["methods"]["ours-flat64"]["bytes_per_keyframe"] == pytest.approx(1024 + 256,
+                                                                                   abs=1)
+
+
+def test_bench_search_refuses_an_unknown_method(sample_index: Path) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "search", "--keyframes", "100", "--index",
+                              str(sample_index), "--methods", "nonsense"])
+    assert args.run(args) == 2
+
+
+def test_bench_index_times_every_stage(sample_videos: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    report = run(["bench", "index", str(sample_videos / "bikes.mp4"), "--queries", "1",
+                  "--json"], capsys)
+    assert report["video_s"] == pytest.approx(10, abs=0.5)
+    assert report["realtime_factor"] == pytest.approx(report["video_s"] / report["wall_s"],
+                                                      rel=0.01)
+    assert report["peak_rss_mb"] > 0
+    assert set(report["stages"]) >= {"decode", "histograms", "samples", "cnn", "kmeans",
+                                     "store", "model_load"}
+    assert sum(report["stages"].values()) <= report["wall_s"] * 1.01
+    assert report["query_ms"]["count"] == 1

@@ -1,0 +1,72 @@
+"""The embedded store keeps float16 descriptors, derives the 64-d index, reads schema-1 rows."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from frameseek.features import mean_pool_channels
+from frameseek.index import Index
+from frameseek.query import load_image
+from frameseek.search import CoarseToFine
+from frameseek.store.base import Vectors
+from frameseek.store.embedded import DATABASE, EmbeddedStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_descriptors_are_stored_as_float16_and_the_index_is_derived(sample_index: Path) -> None:
+    db = sqlite3.connect(sample_index / DATABASE)
+    sizes = db.execute("SELECT DISTINCT length(descriptor), length(index_vector) FROM keyframes")
+    assert sizes.fetchall() == [(1024, 0)]
+    store = EmbeddedStore(sample_index)
+    vectors = store.vectors()
+    store.close()
+    assert vectors.descriptors.dtype == np.float16
+    np.testing.assert_array_equal(
+        vectors.index, mean_pool_channels(vectors.descriptors.astype(np.float32)))
+
+
+def test_schema_1_float32_rows_are_read_at_full_precision(sample_index: Path,
+                                                          tmp_path: Path) -> None:
+    shutil.copytree(sample_index, tmp_path / "index")
+    db = sqlite3.connect(tmp_path / "index" / DATABASE)
+    first = db.execute("SELECT id FROM keyframes ORDER BY id LIMIT 1").fetchone()[0]
+    old = np.linspace(0, 3, 512, dtype=np.float32) + np.float32(1e-4)  # not a float16 value
+    db.execute("UPDATE keyframes SET descriptor = ?, index_vector = ? WHERE id = ?",
+               (old.tobytes(), mean_pool_channels(old[None])[0].tobytes(), first))
+    db.commit()
+    db.close()
+    store = EmbeddedStore(tmp_path / "index")
+    vectors = store.vectors()
+    store.close()
+    assert vectors.descriptors.dtype == np.float32
+    np.testing.assert_array_equal(vectors.descriptors[0], old)
+    np.testing.assert_array_equal(vectors.index[0], mean_pool_channels(old[None])[0])
+
+
+def test_float16_descriptors_change_no_search_result(sample_index: Path) -> None:
+    """A float32 collection (the CNN's own output for every key frame's thumbnail) and the same
+    collection rounded to float16 as the store keeps it give the same exact top 12, for the
+    sample query and for every key frame as a query."""
+    with Index.open(sample_index) as index:
+        ids = index.store.vectors().ids
+        extractor = index.extractor
+        pixels = np.stack([extractor.resize(load_image(index.store.thumbnail(int(i))))
+                           for i in ids])
+        query = index.embed(ROOT / "samples" / "query.jpg")
+    features = extractor.transform(pixels)
+    full = Vectors(ids, features.index, features.descriptors)
+    half16 = features.descriptors.astype(np.float16)
+    half = Vectors(ids, mean_pool_channels(half16.astype(np.float32)), half16)
+    assert features.descriptors.dtype == np.float32
+    assert not np.array_equal(half16.astype(np.float32), features.descriptors)  # it did round
+    exact, compact = (CoarseToFine(v, "Flat", candidates=len(ids)) for v in (full, half))
+    queries = [(query.index[0], query.descriptors[0]),
+               *zip(features.index, features.descriptors, strict=True)]
+    for index_vector, descriptor in queries:
+        assert [h.keyframe_id for h in exact.search(index_vector, descriptor)] == \
+            [h.keyframe_id for h in compact.search(index_vector, descriptor)]

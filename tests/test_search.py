@@ -1,0 +1,78 @@
+"""Coarse-to-fine search on the real sample index: every coarse stage against exact search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from frameseek.search import FLAT_LIMIT, CoarseToFine, auto_coarse
+from frameseek.store.base import Vectors
+from frameseek.store.embedded import EmbeddedStore
+
+
+@pytest.fixture(scope="module")
+def vectors(sample_index: Path) -> Vectors:
+    store = EmbeddedStore(sample_index)
+    try:
+        return store.vectors()
+    finally:
+        store.close()
+
+
+def exact(vectors: Vectors, descriptor: np.ndarray, top: int) -> list[int]:
+    gaps = vectors.descriptors.astype(np.float32) - descriptor
+    order = np.argsort((gaps * gaps).sum(axis=1), kind="stable")[:top]
+    return [int(vectors.ids[i]) for i in order]
+
+
+def queries(vectors: Vectors) -> tuple[np.ndarray, np.ndarray]:
+    """Each key frame's own vectors, nudged so that no query is exactly a stored vector."""
+    rng = np.random.default_rng(1)
+    descriptors = vectors.descriptors.astype(np.float32)
+    descriptors = descriptors + rng.normal(0, 0.05, descriptors.shape).astype(np.float32)
+    return vectors.index.copy(), descriptors
+
+
+def test_auto_is_flat_for_small_and_cells_over_the_descriptors_for_large() -> None:
+    assert auto_coarse(FLAT_LIMIT - 1) == "Flat"
+    assert auto_coarse(1_000_000) == "IVF1000,SQfp16@512"
+
+
+@pytest.mark.parametrize("coarse", ["auto", "Flat", "IVF4,SQfp16@512", "HNSW8"])
+def test_every_coarse_stage_finds_the_exact_neighbours_when_it_looks_everywhere(
+    vectors: Vectors, coarse: str
+) -> None:
+    searcher = CoarseToFine(vectors, coarse, candidates=len(vectors), nprobe=4)
+    index, descriptors = queries(vectors)
+    for q in range(0, len(vectors), 7):
+        hits = searcher.search(index[q], descriptors[q], top=12)
+        assert [h.keyframe_id for h in hits] == exact(vectors, descriptors[q], 12)
+        gap = vectors.descriptors[np.searchsorted(vectors.ids, hits[0].keyframe_id)]
+        assert hits[0].distance == pytest.approx(
+            float(np.linalg.norm(gap.astype(np.float32) - descriptors[q])), rel=1e-4)
+
+
+def test_batched_search_answers_as_one_query_at_a_time(vectors: Vectors) -> None:
+    searcher = CoarseToFine(vectors, "Flat", candidates=20)
+    index, descriptors = queries(vectors)
+    batched = searcher.search_batch(index, descriptors, top=5)
+    single = [searcher.search(index[q], descriptors[q], top=5) for q in range(len(index))]
+    assert [[h.keyframe_id for h in hits] for hits in batched] == \
+        [[h.keyframe_id for h in hits] for hits in single]
+
+
+def test_few_candidates_rank_only_what_the_coarse_stage_returned(vectors: Vectors) -> None:
+    searcher = CoarseToFine(vectors, "Flat", candidates=3)
+    index, descriptors = queries(vectors)
+    hits = searcher.search(index[0], descriptors[0], top=12)
+    assert len(hits) == 12  # never fewer than `top` candidates
+    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+
+
+def test_empty_collection_answers_nothing() -> None:
+    empty = Vectors(np.zeros(0, np.int64), np.zeros((0, 64), np.float32),
+                    np.zeros((0, 512), np.float16))
+    searcher = CoarseToFine(empty)
+    assert searcher.search(np.zeros(64, np.float32), np.zeros(512, np.float32)) == []
