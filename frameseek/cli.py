@@ -22,7 +22,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
 
 # Modules that add commands of their own: each has `register(commands)`, which adds a
 # sub-parser whose defaults set `run` to a function(args) -> exit status.
-COMMAND_MODULES: list[str] = ["frameseek.server.command", "frameseek.eval.command"]
+COMMAND_MODULES: list[str] = ["frameseek.server.command", "frameseek.eval.command",
+                              "frameseek.bench.command"]
 
 
 def _parser() -> argparse.ArgumentParser:
