@@ -206,7 +206,7 @@ class MilvusStore:
             output_fields=["video", "video_id", "index", "descriptor"],
         )[0]
         rows = self._visible([{"id": hit["id"], **hit["entity"]} for hit in found])
-        refine = CoarseToFine(_vectors(rows))
+        refine = CoarseToFine(_vectors(rows), coarse="Flat")
         return refine.search(index, descriptor, top, candidates=len(rows))
 
     def _scan(self, collection: str, fields: list[str]) -> list[dict]:
