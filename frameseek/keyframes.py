@@ -13,6 +13,7 @@ spans of the samples in its cluster: the stretch of video it stands for.
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -138,9 +139,18 @@ class KeyFrameExtractor:
         samples_per_cluster: float = 2.0,
         seed: int = 0,
         timer: StageTimer | None = None,
+        cluster_size: int | None = None,
     ) -> None:
+        """`cluster_size` None clusters the samples' full descriptors (the paper's Algorithm 1).
+        A smaller size (e.g. 112) clusters CNN features computed at that input, about 4× cheaper,
+        then computes the full-size descriptor for the chosen key frames only, from the samples'
+        pixels kept meanwhile in a temporary file (so memory does not grow with the video)."""
         self.extractor = extractor
         self.timer = timer or StageTimer()
+        self.clusterer = extractor
+        if cluster_size is not None and cluster_size != extractor.input_size:
+            self.clusterer = FeatureExtractor(cluster_size, extractor.batch_size,
+                                              extractor.backbone.threads)
         self.theta = theta
         self.sample_fps = sample_fps
         self.samples_per_cluster = samples_per_cluster
@@ -149,8 +159,18 @@ class KeyFrameExtractor:
     def extract(
         self, frames: Iterable[Frame], on_frame: Callable[[Frame], None] | None = None
     ) -> KeyFrameResult:
-        size = self.extractor.input_size
+        size = self.clusterer.input_size
+        full = self.extractor.input_size
         batch = self.extractor.batch_size
+        spill = None if self.clusterer is self.extractor else _PixelSpill()
+        try:
+            return self._extract(frames, on_frame, size, full, batch, spill)
+        finally:
+            if spill is not None:
+                spill.close()
+
+    def _extract(self, frames: Iterable[Frame], on_frame: Callable[[Frame], None] | None,
+                 size: int, full: int, batch: int, spill: _PixelSpill | None) -> KeyFrameResult:
         distances: list[float] = []
         samples = _Samples()
         previous: np.ndarray | None = None
@@ -169,6 +189,8 @@ class KeyFrameExtractor:
                 samples.times.append(frame.time)
                 with self.timer.stage("samples"):
                     samples.pending.append(frame.rgb(size, size))
+                    if spill is not None:
+                        spill.append(frame.rgb(full, full))
                     samples.thumbnails.append(_thumbnail(frame))
                 if len(samples.pending) == batch:
                     self._embed(samples)
@@ -177,34 +199,65 @@ class KeyFrameExtractor:
             if on_frame is not None:
                 on_frame(frame)
         self._embed(samples)
-        features = Features(
-            np.concatenate([f.descriptors for f in samples.features]),
-            np.concatenate([f.index for f in samples.features]),
-        )
+        features = _concat(samples.features)
         m = count_clusters(np.asarray(distances, dtype=np.float32), self.theta)
         cap = max(1, int(len(features) / self.samples_per_cluster))
         with self.timer.stage("kmeans"):
             rows, labels = select_keyframes(features.descriptors, min(m, cap), self.seed)
+        if spill is None:
+            chosen = Features(features.descriptors[rows], features.index[rows])
+        else:
+            with self.timer.stage("cnn_keyframes"):
+                chosen = _concat([self.extractor.transform(spill.read(rows[i : i + batch]))
+                                  for i in range(0, len(rows), batch)])
         times = np.asarray(samples.times)
         step = 1.0 / self.sample_fps
         keyframes = [
             KeyFrame(
                 frame=samples.numbers[row],
                 time=samples.times[row],
-                descriptor=features.descriptors[row],
-                index=features.index[row],
+                descriptor=chosen.descriptors[i],
+                index=chosen.index[i],
                 segments=_spans(times[labels == labels[row]], step),
                 thumbnail=samples.thumbnails[row],
             )
-            for row in rows
+            for i, row in enumerate(rows)
         ]
         return KeyFrameResult(keyframes, count, last_time, len(samples.numbers), m)
 
     def _embed(self, samples: _Samples) -> None:
         if samples.pending:
             with self.timer.stage("cnn"):
-                samples.features.append(self.extractor.transform(np.stack(samples.pending)))
+                samples.features.append(self.clusterer.transform(np.stack(samples.pending)))
             samples.pending.clear()
+
+
+def _concat(parts: list[Features]) -> Features:
+    return Features(np.concatenate([f.descriptors for f in parts]),
+                    np.concatenate([f.index for f in parts]))
+
+
+class _PixelSpill:
+    """Equal-sized RGB arrays appended to an unnamed temporary file, read back by row."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by extract, in finally)
+        self._shape: tuple[int, ...] = ()
+
+    def append(self, pixels: np.ndarray) -> None:
+        self._shape = pixels.shape
+        self._file.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        size = int(np.prod(self._shape))
+        out = np.empty((len(rows), *self._shape), dtype=np.uint8)
+        for i, row in enumerate(rows):
+            self._file.seek(int(row) * size)
+            out[i] = np.frombuffer(self._file.read(size), dtype=np.uint8).reshape(self._shape)
+        return out
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _spans(times: np.ndarray, step: float) -> list[tuple[float, float]]:

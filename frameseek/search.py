@@ -85,21 +85,22 @@ class CoarseToFine:
             return [[] for _ in range(len(indexes))]
         descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
         if self.exact:
-            squared, rows = self.coarse.search(descriptors, min(top, len(self.vectors)))
+            _, rows = self.coarse.search(descriptors, min(top, len(self.vectors)))
         else:
-            indexes = np.ascontiguousarray(indexes, dtype=np.float32)
-            squared, rows = self._refine(indexes, descriptors, top, candidates)
+            m = min(max(top, candidates or self.candidates), len(self.vectors))
+            _, rows = self.coarse.search(np.ascontiguousarray(indexes, dtype=np.float32), m)
+        # Distances recomputed directly: FAISS's expanded form (|x|² + |q|² - 2x·q) is off in
+        # the fourth digit, and the re-rank of 64-d candidates needs them anyway.
+        squared, rows = self._rerank(rows, descriptors, top)
         return [
             [Hit(int(self.vectors.ids[r]), math.sqrt(max(float(d), 0.0)))
              for d, r in zip(query_squared, query_rows, strict=True) if r >= 0]
             for query_squared, query_rows in zip(squared, rows, strict=True)
         ]
 
-    def _refine(self, indexes: np.ndarray, descriptors: np.ndarray, top: int,
-                candidates: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """Top `candidates` by the 64-d coarse index, re-ranked exactly on the 512-d."""
-        m = min(max(top, candidates or self.candidates), len(self.vectors))
-        _, rows = self.coarse.search(indexes, m)
+    def _rerank(self, rows: np.ndarray, descriptors: np.ndarray, top: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate rows (Q, m) ranked by exact squared distance on the 512-d: the best `top`."""
         valid = rows >= 0
         gaps = self.vectors.descriptors[np.where(valid, rows, 0)].astype(np.float32)
         gaps -= descriptors[:, None, :]

@@ -29,6 +29,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     index.add_argument("video", type=Path, metavar="VIDEO")
     index.add_argument("--queries", type=int, default=5, metavar="K",
                        help="end-to-end queries timed on the new index (default %(default)s)")
+    index.add_argument("--cluster-size", type=int, metavar="PX",
+                       help="cluster cheaper CNN features at this input size (e.g. 112); "
+                            "default: the paper's full descriptors")
     index.add_argument("--json", action="store_true", help="one JSON object on stdout")
     index.set_defaults(run=_index)
 
@@ -60,10 +63,12 @@ def _search(args: argparse.Namespace) -> int:
 
 def _index(args: argparse.Namespace) -> int:
     from frameseek.bench import index
+    from frameseek.index import IndexConfig
     from frameseek.video import VideoError
 
     try:
-        report = index.run(args.video, queries=args.queries)
+        config = IndexConfig(cluster_size=args.cluster_size)
+        report = index.run(args.video, config, queries=args.queries)
     except VideoError as exc:
         print(f"frameseek: {args.video}: {exc}", file=sys.stderr)
         return 1

@@ -34,6 +34,7 @@ def run(video: Path, config: IndexConfig | None = None, queries: int = 5) -> dic
             keyframes = KeyFrameExtractor(
                 extractor, theta=config.theta, sample_fps=config.sample_fps,
                 samples_per_cluster=config.samples_per_cluster, seed=config.seed, timer=timer,
+                cluster_size=config.cluster_size,
             )
             info = probe(video)
             result = keyframes.extract(iter_frames(video))
@@ -48,6 +49,7 @@ def run(video: Path, config: IndexConfig | None = None, queries: int = 5) -> dic
     video_s = max(result.duration, info.duration)
     return {
         "video": str(video),
+        "cluster_size": config.cluster_size,
         "video_s": round(video_s, 3),
         "frames": result.frames,
         "sampled": result.sampled,

@@ -12,10 +12,13 @@ float16 changes no search result on the sample index (tests/store). Rows written
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -25,6 +28,7 @@ from frameseek.store.base import KeyFrameRecord, StoreError, Vectors, VideoRecor
 
 DATABASE = "frameseek.sqlite"
 SCHEMA_VERSION = 2
+PAGE_SIZE = 16_384
 DESCRIPTOR_DTYPE = np.float16
 DERIVED = b""  # index_vector of schema-2 rows: computed from the descriptor when loaded
 
@@ -57,6 +61,32 @@ CREATE INDEX IF NOT EXISTS keyframes_video ON keyframes(video_id);
 """
 
 VIDEO_COLUMNS = "id, path, content_id, size, duration, frames, width, height, fps, keyframes"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _damage_is_store_error(
+    method: Callable[Concatenate[EmbeddedStore, P], R],
+) -> Callable[Concatenate[EmbeddedStore, P], R]:
+    """A damaged database file (a bad disk, a crash of the OS) fails whichever query meets the
+    damage, with whatever error decoding the bytes gives: callers get one StoreError for all."""
+
+    @functools.wraps(method)
+    def guarded(self: EmbeddedStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.directory / DATABASE}: {_first_line(exc)}") from exc
+        except (UnicodeDecodeError, ValueError, TypeError) as exc:
+            raise StoreError(
+                f"{self.directory / DATABASE}: damaged record ({_first_line(exc)})"
+            ) from exc
+
+    return guarded
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
 
 
 class EmbeddedStore:
@@ -69,6 +99,9 @@ class EmbeddedStore:
             self.directory.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(database, check_same_thread=False, timeout=30)
+            # A key-frame row is ~1.07 KB: 4 KB pages would hold 3 (1.37 KB a key frame), 16 KB
+            # pages hold 15 (1.09 KB). Takes effect only when the database is created.
+            self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
@@ -83,11 +116,13 @@ class EmbeddedStore:
         data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
         return hash((total_changes, data_version))
 
+    @_damage_is_store_error
     def get_config(self) -> dict | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         return json.loads(row[0]) if row else None
 
+    @_damage_is_store_error
     def set_config(self, config: dict) -> None:
         with self._lock, self._db:
             self._db.executemany(
@@ -95,6 +130,7 @@ class EmbeddedStore:
                 [("config", json.dumps(config)), ("schema", str(SCHEMA_VERSION))],
             )
 
+    @_damage_is_store_error
     def add_video(self, video: VideoRecord, keyframes: list[KeyFrame]) -> VideoRecord:
         with self._lock, self._db:
             self._db.execute("DELETE FROM videos WHERE path = ?", (video.path,))
@@ -117,10 +153,12 @@ class EmbeddedStore:
             )
         return self.find_video(video.path)  # type: ignore[return-value]
 
+    @_damage_is_store_error
     def remove_video(self, path: str) -> bool:
         with self._lock, self._db:
             return self._db.execute("DELETE FROM videos WHERE path = ?", (path,)).rowcount > 0
 
+    @_damage_is_store_error
     def find_video(self, path: str) -> VideoRecord | None:
         with self._lock:
             row = self._db.execute(
@@ -128,11 +166,13 @@ class EmbeddedStore:
             ).fetchone()
         return _video(row) if row else None
 
+    @_damage_is_store_error
     def videos(self) -> list[VideoRecord]:
         with self._lock:
             rows = self._db.execute(f"SELECT {VIDEO_COLUMNS} FROM videos ORDER BY path").fetchall()
         return [_video(row) for row in rows]
 
+    @_damage_is_store_error
     def vectors(self) -> Vectors:
         with self._lock:
             version = self._version()
@@ -144,6 +184,7 @@ class EmbeddedStore:
             self._cached = (version, _vectors(rows))
             return self._cached[1]
 
+    @_damage_is_store_error
     def keyframes(self, ids: list[int]) -> list[KeyFrameRecord]:
         if not ids:
             return []
@@ -161,6 +202,7 @@ class EmbeddedStore:
         }
         return [by_id[i] for i in ids if i in by_id]
 
+    @_damage_is_store_error
     def thumbnail(self, keyframe_id: int) -> bytes | None:
         with self._lock:
             row = self._db.execute(
