@@ -41,10 +41,12 @@ class IndexConfig:
     sample_fps: float = 2.0
     samples_per_cluster: float = 2.0
     seed: int = 0
+    # None: k-means on the full descriptors (the paper); e.g. 112: on cheaper CNN features.
+    cluster_size: int | None = None
 
     # Parameters that change which frames become key frames but not how vectors are computed: an
     # index may hold videos added with different values of these.
-    KEYFRAME_ONLY = ("theta", "sample_fps", "samples_per_cluster", "seed")
+    KEYFRAME_ONLY = ("theta", "sample_fps", "samples_per_cluster", "seed", "cluster_size")
 
     def query_pipeline(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in self.KEYFRAME_ONLY}
@@ -241,7 +243,8 @@ class Index:
     def keyframe_extractor(self) -> KeyFrameExtractor:
         c = self.config
         return KeyFrameExtractor(self.extractor, theta=c.theta, sample_fps=c.sample_fps,
-                                 samples_per_cluster=c.samples_per_cluster, seed=c.seed)
+                                 samples_per_cluster=c.samples_per_cluster, seed=c.seed,
+                                 cluster_size=c.cluster_size)
 
     def remove(self, video: str | Path) -> bool:
         with self._writing():
