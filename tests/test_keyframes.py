@@ -1,0 +1,185 @@
+"""Algorithm 1: colour histograms, the m rule, k-means key frames, and the extractor on video."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import pairwise, product
+
+import numpy as np
+import pytest
+
+from frameseek.features import FeatureExtractor
+from frameseek.keyframes import (
+    HISTOGRAM_SIZE,
+    KeyFrameExtractor,
+    color_histogram,
+    count_clusters,
+    select_keyframes,
+)
+from frameseek.video import Frame, iter_frames
+from tests.conftest import BBB
+
+
+def solid(colour: tuple[int, int, int], height: int = 8, width: int = 8) -> np.ndarray:
+    return np.full((height, width, 3), colour, dtype=np.uint8)
+
+
+# -- colour histogram ---------------------------------------------------------------------------
+
+def test_histogram_of_one_colour_is_one_cell() -> None:
+    for (r, g, b) in product((0, 40, 255), repeat=3):
+        histogram = color_histogram(solid((r, g, b)))
+        assert histogram.shape == (512,)
+        cell = (r // 32 * 8 + g // 32) * 8 + b // 32
+        assert histogram[cell] == 1.0 and histogram.sum() == 1.0
+
+
+def test_histogram_counts_colour_shares_not_positions() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    histogram = color_histogram(image)
+    assert histogram.sum() == pytest.approx(1.0)
+    assert (histogram >= 0).all()
+    shuffled = rng.permutation(image.reshape(-1, 3)).reshape(image.shape)
+    np.testing.assert_array_equal(color_histogram(shuffled), histogram)
+    # A quarter red, three quarters blue.
+    half = solid((0, 0, 255), 4, 4)
+    half[:2, :2] = (255, 0, 0)
+    histogram = color_histogram(half)
+    assert histogram[7 * 64] == 0.25 and histogram[7] == 0.75
+
+
+def test_histogram_bins_parameter() -> None:
+    histogram = color_histogram(solid((200, 100, 0)), bins=4)
+    assert histogram.shape == (64,)
+    assert histogram[(3 * 4 + 1) * 4 + 0] == 1.0
+
+
+# -- the m rule ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("distances", "theta", "m"), [
+    ([0, 0, 0, 0, 0, 0, 2, 3, 3, 2], 2.0, 2),  # mean 1, threshold 2: the 2s are not above it
+    ([0, 0, 0, 0, 0, 0, 2, 3, 3, 2], 1.9, 4),
+    ([0, 0, 0, 0, 0, 0, 2, 3, 3, 2], 0.0, 4),  # every non-zero distance
+    ([1, 1, 1, 1, 6], 1.4, 1),
+    ([5, 5, 5, 5], 1.4, 1),  # no change anywhere: still one key frame
+    ([0, 0, 0], 1.4, 1),
+    ([], 1.4, 1),  # a one-frame video
+    ([0.5, 0.1, 0.1, 0.1, 0.5, 0.1, 0.1, 0.1, 0.5, 0.1], 1.4, 3),  # mean 0.22, threshold 0.308
+])
+def test_count_clusters(distances: list[float], theta: float, m: int) -> None:
+    assert count_clusters(np.asarray(distances, dtype=np.float32), theta) == m
+
+
+def wipe(start: tuple[int, int, int], end: tuple[int, int, int], steps: int) -> list[np.ndarray]:
+    """A wipe from one colour to another, one more column of `steps` each frame."""
+    frames = []
+    for k in range(1, steps + 1):
+        frame = solid(start, 8, steps)
+        frame[:, :k] = end
+        frames.append(frame)
+    return frames
+
+
+def test_m_rule_on_known_histograms() -> None:
+    # Three flat shots (red, green, red again: two cuts of distance √2), then a wipe to blue in
+    # 8 steps (each moves 1/8 of the mass between two cells: √2/8).
+    red, green, blue = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    frames = [solid(red)] * 10 + [solid(green)] * 10 + [solid(red)] * 10 + wipe(red, blue, 8)
+    histograms = np.stack([color_histogram(f) for f in frames])
+    distances = np.linalg.norm(np.diff(histograms, axis=0), axis=1)
+    expected = np.zeros(37)
+    expected[[9, 19]] = np.sqrt(2)
+    expected[29:] = np.sqrt(2) / 8
+    np.testing.assert_allclose(distances, expected, atol=1e-6)
+    # mean(D) = 3√2/37 ≈ 0.115. θ = 1.4: threshold 0.161, below the wipe's steps (0.177), so
+    # the two cuts and all 8 steps count; θ = 2: threshold 0.229, only the cuts.
+    assert count_clusters(distances, 1.4) == 10
+    assert count_clusters(distances, 2.0) == 2
+    assert count_clusters(distances, 20.0) == 1
+
+
+# -- k-means selection --------------------------------------------------------------------------
+
+@pytest.fixture
+def blobs() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    centres = rng.normal(0, 10, (4, 16))
+    return np.concatenate([c + rng.normal(0, 0.5, (25, 16)) for c in centres]).astype(np.float32)
+
+
+def test_select_keyframes_one_per_cluster_nearest_its_centre(blobs: np.ndarray) -> None:
+    rows, labels = select_keyframes(blobs, 4, seed=0)
+    assert len(rows) == 4 and list(rows) == sorted(rows)
+    # Each of the four well-separated blobs is one cluster and gives one key frame.
+    assert sorted(row // 25 for row in rows) == [0, 1, 2, 3]
+    for row in rows:
+        members = np.flatnonzero(labels == labels[row])
+        centre = blobs[members].mean(axis=0)
+        gaps = [np.sum((blobs[i].astype(np.float64) - centre) ** 2) for i in members]
+        assert row == members[int(np.argmin(gaps))]
+
+
+def test_select_keyframes_is_deterministic(blobs: np.ndarray) -> None:
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(60, 32)).astype(np.float32)  # no structure: k-means is fragile
+    first = select_keyframes(features, 7, seed=11)
+    again = select_keyframes(features, 7, seed=11)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    # The seed matters (otherwise the two calls above prove nothing).
+    assert any(not np.array_equal(first[0], select_keyframes(features, 7, seed=s)[0])
+               for s in range(5))
+
+
+def test_select_keyframes_single_cluster_and_cap(blobs: np.ndarray) -> None:
+    rows, labels = select_keyframes(blobs, 1)
+    nearest = np.argmin(np.linalg.norm(blobs - blobs.mean(axis=0), axis=1))
+    assert list(rows) == [nearest] and not labels.any()
+    rows, _ = select_keyframes(blobs[:3], 10)  # more centres than frames
+    assert list(rows) == [0, 1, 2]
+
+
+# -- the extractor on real video ----------------------------------------------------------------
+
+def bunny_frames(count: int) -> Iterator[Frame]:
+    for frame, _ in zip(iter_frames(BBB), range(count), strict=False):
+        yield frame
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FeatureExtractor:
+    return FeatureExtractor()
+
+
+def test_extractor_on_the_first_five_seconds(extractor: FeatureExtractor) -> None:
+    # Frames 0-119 hold three shots (cuts at frames 16 and 91); 10 samples at 2 fps, so the
+    # CNN runs in two batches (8 + 2).
+    seen: list[int] = []
+    keyframer = KeyFrameExtractor(extractor, theta=1.4, sample_fps=2.0)
+    result = keyframer.extract(bunny_frames(120), on_frame=lambda f: seen.append(f.number))
+
+    assert seen == list(range(120))
+    assert result.frames == 120 and result.sampled == 10
+    assert result.duration == pytest.approx(119 / 24)
+    histograms = [color_histogram(f.rgb(HISTOGRAM_SIZE, HISTOGRAM_SIZE)) for f in bunny_frames(120)]
+    distances = np.array([np.linalg.norm(b - a) for a, b in pairwise(histograms)])
+    assert result.clusters_requested == count_clusters(distances, 1.4)
+    # m is capped at samples / samples_per_cluster = 5.
+    assert 1 <= len(result.keyframes) <= 5
+    assert result.compression_ratio == pytest.approx(1 - len(result.keyframes) / 120)
+    for keyframe in result.keyframes:
+        assert keyframe.frame % 12 == 0  # a sampled frame (every 12th at 24 fps / 2 fps)
+        assert keyframe.time == keyframe.frame / 24
+        assert keyframe.descriptor.shape == (512,) and keyframe.index.shape == (64,)
+        assert any(start <= keyframe.time < end for start, end in keyframe.segments)
+        assert keyframe.thumbnail.startswith(b"\xff\xd8")  # a JPEG
+    # The segments of all key frames together cover every sample exactly once.
+    covered = sorted(s for k in result.keyframes for s in k.segments)
+    assert covered[0][0] == 0.0 and covered[-1][1] == pytest.approx(10 * 0.5)
+    assert all(a[1] <= b[0] for a, b in pairwise(covered))
+
+    again = keyframer.extract(bunny_frames(120))
+    assert [k.frame for k in again.keyframes] == [k.frame for k in result.keyframes]
+    for a, b in zip(again.keyframes, result.keyframes, strict=True):
+        np.testing.assert_allclose(a.descriptor, b.descriptor, atol=1e-4)
