@@ -22,10 +22,20 @@ let previewUrl = null;
 function formatTime(seconds) {
   const total = Math.max(seconds, 0);
   const minutes = Math.floor(total / 60);
-  const secs = (total - minutes * 60).toFixed(1).padStart(4, "0");
+  const secs = tenths(total % 60).padStart(4, "0");
   const hours = Math.floor(minutes / 60);
   const mm = String(minutes % 60).padStart(2, "0");
   return hours ? `${hours}:${mm}:${secs}` : `${mm}:${secs}`;
+}
+
+// Python's format(x, ".1f"): toFixed(1), except that a value exactly halfway between two tenths
+// goes to the even one (34.25 → "34.2") where toFixed goes up. toFixed(20) shows whether the
+// double is exactly such a tie.
+function tenths(x) {
+  const exact = x.toFixed(20);
+  if (!/^50*$/.test(exact.slice(exact.indexOf(".") + 2))) return x.toFixed(1);
+  const down = Math.floor(x * 10);
+  return ((down % 2 === 0 ? down : down + 1) / 10).toFixed(1);
 }
 
 function baseName(path) {

@@ -1,0 +1,107 @@
+"""A real `frameseek serve` process on a free loopback port, and a raw HTTP helper for requests
+that clients would normalise (`..` segments, odd encodings)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+STARTUP_TIMEOUT_S = 300  # loads the VGG16 weights and runs one forward before it listens
+# The session server's limits, low so that the tests exceeding them stay small.
+MAX_UPLOAD_MB = 2
+MAX_PIXELS = 4_000_000
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def assert_alive(self) -> None:
+        """Still running and still answering: a bad request must not have hurt it."""
+        assert self.process.poll() is None, self.log_text()
+        assert httpx.get(f"{self.url}/healthz", timeout=30).json()["status"] == "ok"
+
+    def raw_get(self, target: str) -> tuple[int, bytes]:
+        """GET `target` exactly as written (no normalisation, no re-encoding): status and body."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as conn:
+            conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                         .encode("latin-1"))
+            response = b""
+            while chunk := conn.recv(65536):
+                response += chunk
+        head, _, body = response.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), body
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(index: Path, log: Path, *options: str) -> Iterator[Server]:
+    """`frameseek serve --index INDEX --port PORT` as a subprocess, until the block ends."""
+    port = free_port()
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "frameseek.cli", "serve", "--index", str(index),
+             "--port", str(port), *options],
+            cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    server = Server(f"http://127.0.0.1:{port}", port, process, log)
+    try:
+        _wait_until_ready(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_ready(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"frameseek serve exited with {server.process.returncode}:\n"
+                        f"{server.log_text()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"frameseek serve did not answer within {STARTUP_TIMEOUT_S} s:\n"
+                f"{server.log_text()}")
+
+
+@pytest.fixture(scope="session")
+def server(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server over the sample index for all the tests that do not change the index."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(sample_index, log, "--max-upload-mb", str(MAX_UPLOAD_MB),
+                        "--max-pixels", str(MAX_PIXELS)) as running:
+        yield running

@@ -1,0 +1,192 @@
+"""The HTTP API of a real `frameseek serve` over the real sample index."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from frameseek.index import Index
+from tests.conftest import BBB, BIKES, SAMPLES
+from tests.server.conftest import Server, running_server
+
+QUERY = SAMPLES / "query.jpg"
+QUERY_TIME = 33.458  # samples/query.jpg is this moment of the bunny clip
+
+
+def search(server: Server, image: Path = QUERY, **params: int) -> dict:
+    with server.client() as client, image.open("rb") as handle:
+        response = client.post("/api/search", files={"image": (image.name, handle, "image/jpeg")},
+                               params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_search_finds_the_moment_a_still_comes_from(server: Server) -> None:
+    answer = search(server)
+    first = answer["results"][0]
+    assert Path(first["video"]).name == BBB.name
+    assert abs(first["time"] - QUERY_TIME) < 1.0
+    assert answer["took_ms"] > 0
+    assert len(answer["results"]) == 12  # the default `top`
+    assert set(first) == {"video", "time", "frame", "distance", "thumbnail_url", "video_url"}
+
+
+def test_search_answers_in_the_order_of_the_cli(server: Server, sample_index: Path) -> None:
+    with Index.open(sample_index) as index:
+        expected = [m.to_json() for m in index.search(QUERY, top=8)]
+    got = search(server, top=8)["results"]
+    assert [(r["video"], r["frame"]) for r in got] == [(m["video"], m["frame"]) for m in expected]
+    assert [r["distance"] for r in got] == pytest.approx([m["distance"] for m in expected],
+                                                         abs=1e-3)
+
+
+def test_result_links_lead_to_the_thumbnail_and_the_video(server: Server) -> None:
+    first = search(server, top=1)["results"][0]
+    with server.client() as client:
+        thumbnail = client.get(first["thumbnail_url"])
+        video = client.get(first["video_url"])
+    assert thumbnail.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(thumbnail.content)).format == "JPEG"
+    assert video.status_code == 200
+    assert video.content == BBB.read_bytes()
+
+
+@pytest.mark.parametrize("top", [0, -1, 201, "many"])
+def test_top_out_of_range_is_refused(server: Server, top: object) -> None:
+    with server.client() as client:
+        response = client.post("/api/search", params={"top": top},
+                               files={"image": ("query.jpg", QUERY.read_bytes())})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "top"]
+
+
+def test_top_sets_how_many_results(server: Server) -> None:
+    assert len(search(server, top=3)["results"]) == 3
+
+
+def test_videos_lists_each_indexed_video(server: Server) -> None:
+    with server.client() as client:
+        videos = {v["name"]: v for v in client.get("/api/videos").json()["videos"]}
+    assert set(videos) == {BBB.name, BIKES.name}
+    bunny = videos[BBB.name]
+    assert bunny["duration"] == pytest.approx(60.0, abs=0.1)
+    assert bunny["frames"] == 1440
+    assert 0 < bunny["keyframes"] < bunny["frames"]
+    assert bunny["compression_ratio"] == pytest.approx(1 - bunny["keyframes"] / bunny["frames"],
+                                                       abs=1e-4)
+    assert videos[BIKES.name]["duration"] == pytest.approx(10.0, abs=0.1)
+
+
+def test_stats_and_health(server: Server) -> None:
+    with server.client() as client:
+        stats = client.get("/api/stats").json()
+        health = client.get("/healthz").json()
+    assert stats["videos"] == 2
+    assert stats["keyframes"] == health["keyframes"] > 0
+    assert stats["server"]["max_upload_bytes"] == 2 * 2**20
+    assert health["status"] == "ok"
+
+
+def test_openapi_describes_the_api(server: Server) -> None:
+    with server.client() as client:
+        spec = client.get("/openapi.json").json()
+        docs = client.get("/docs")
+    body = spec["paths"]["/api/search"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in body
+    assert {"/api/videos", "/api/stats", "/healthz", "/api/thumbnails/{keyframe_id}",
+            "/api/videos/{video_id}/file"} <= set(spec["paths"])
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_page_and_its_files_are_served(server: Server) -> None:
+    with server.client() as client:
+        page = client.get("/")
+        script = client.get("/static/app.js")
+        style = client.get("/static/style.css")
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'id="file-input"' in page.text
+    assert "api/search" in script.text
+    assert style.status_code == 200
+
+
+def _bunny_url(server: Server) -> str:
+    with server.client() as client:
+        videos = client.get("/api/videos").json()["videos"]
+    return next(v["video_url"] for v in videos if v["name"] == BBB.name)
+
+
+@pytest.mark.parametrize(("header", "start", "end"), [
+    ("bytes=1000-1999", 1000, 2000),
+    ("bytes=500000-", 500000, None),
+    ("bytes=-700", -700, None),
+])
+def test_video_range_requests(server: Server, header: str, start: int, end: int | None) -> None:
+    data = BBB.read_bytes()
+    with server.client() as client:
+        response = client.get(_bunny_url(server), headers={"Range": header})
+    part = data[start:end]
+    first = start % len(data)
+    assert response.status_code == 206
+    assert response.headers["accept-ranges"] == "bytes"
+    assert response.headers["content-range"] == f"bytes {first}-{first + len(part) - 1}/{len(data)}"
+    assert response.content == part
+
+
+def test_video_range_beyond_the_end_is_416(server: Server) -> None:
+    size = BBB.stat().st_size
+    with server.client() as client:
+        response = client.get(_bunny_url(server), headers={"Range": f"bytes={size + 10}-"})
+    assert response.status_code == 416
+    assert response.headers["content-range"] == f"bytes */{size}"
+
+
+def test_video_head_tells_size_and_ranges(server: Server) -> None:
+    with server.client() as client:
+        response = client.head(_bunny_url(server))
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == BBB.stat().st_size
+    assert response.headers["accept-ranges"] == "bytes"
+    assert response.headers["content-type"] == "video/mp4"
+
+
+def test_concurrent_searches_all_answer_alike(server: Server) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: search(server, top=5), range(4)))
+    server.assert_alive()
+    assert all(a["results"] == answers[0]["results"] for a in answers)
+
+
+def test_server_follows_videos_added_and_removed_while_it_runs(tmp_path: Path) -> None:
+    """Another process changes the index; the running server sees it without a restart, and stops
+    serving a file that is no longer the one indexed (here: replaced by a symlink elsewhere)."""
+    video = tmp_path / "videos" / BIKES.name
+    video.parent.mkdir()
+    shutil.copy(BIKES, video)
+    directory = tmp_path / "index"
+    Index.create(directory).close()
+
+    with running_server(directory, tmp_path / "server.log") as server, server.client() as client:
+        assert client.get("/api/videos").json()["videos"] == []
+        assert search(server)["results"] == []
+
+        with Index.open(directory) as index:
+            index.add([video])
+        (entry,) = client.get("/api/videos").json()["videos"]
+        assert entry["video"] == str(video)
+        assert {Path(r["video"]).name for r in search(server)["results"]} == {BIKES.name}
+        assert client.get(entry["video_url"]).content == BIKES.read_bytes()
+
+        video.unlink()
+        video.symlink_to(QUERY)
+        assert client.get(entry["video_url"]).status_code == 404
+
+        with Index.open(directory) as index:
+            assert index.remove(str(video))
+        assert client.get("/api/videos").json()["videos"] == []
+        assert search(server)["results"] == []
+        server.assert_alive()
