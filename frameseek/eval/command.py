@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from frameseek.eval.run import Settings, run
+from frameseek.index import IndexConfig
 
 SMOKE_QUERIES_PER_VIDEO = 3
 
@@ -26,6 +27,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help=f"queries per query video and set (default 5, smoke "
                              f"{SMOKE_QUERIES_PER_VIDEO})")
     runner.add_argument("--seed", type=int, default=0, metavar="S")
+    runner.add_argument("--sample-fps", type=float, default=IndexConfig.sample_fps,
+                        metavar="F", help="frames per second given to the CNN, as in "
+                        "`frameseek index --sample-fps` (default %(default)s)")
     runner.add_argument("--smoke", action="store_true",
                         help="a quick run: fewer queries, three θ values")
     runner.set_defaults(run=_run)
@@ -35,7 +39,8 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     per_video = args.queries_per_video or (SMOKE_QUERIES_PER_VIDEO if args.smoke else 5)
     settings = Settings(corpus=args.corpus, out=args.out, per_video=per_video, seed=args.seed,
-                        smoke=args.smoke, command="frameseek " + shlex.join(sys.argv[1:]))
+                        smoke=args.smoke, sample_fps=args.sample_fps,
+                        command="frameseek " + shlex.join(sys.argv[1:]))
     args.out.mkdir(parents=True, exist_ok=True)
     results = run(settings)
     ours = results["methods"]["Ours"]["sets"]

@@ -44,6 +44,7 @@ class Settings:
     per_video: int = 5
     seed: int = 0
     smoke: bool = False
+    sample_fps: float = IndexConfig.sample_fps
     command: str = ""
 
 
@@ -66,7 +67,7 @@ def run(settings: Settings) -> dict:
     """Run every experiment; write report.md, results.json, the plot and the gallery."""
     started = time.perf_counter()
     out = settings.out
-    config = IndexConfig()
+    config = IndexConfig(sample_fps=settings.sample_fps)
     extractor = FeatureExtractor(input_size=config.input_size)
     videos = corpus_videos(settings.corpus)
     if not videos:
