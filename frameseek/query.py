@@ -51,9 +51,11 @@ def _decode(data: bytes, max_pixels: int, name: str) -> np.ndarray:
             image.load()
     except QueryError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
-        raise QueryError(f"{name}: not a supported image ({type(exc).__name__})") from exc
+    except UnidentifiedImageError as exc:
+        raise QueryError(f"{name}: not an image (no image format recognised)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard fires inside Image.open, before our check sees the size.
+        raise QueryError(f"{name}: too many pixels ({str(exc).splitlines()[0][:120]})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise QueryError(f"{name}: damaged image ({str(exc).splitlines()[0][:100]})") from exc
     return _to_rgb(image)
@@ -68,7 +70,8 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(canvas, rgba)
     elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale: keep the top 8 bits rather than clipping everything to white.
-        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8))
+        levels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        image = Image.fromarray((levels >> 8).astype(np.uint8))
     return _from_array(np.asarray(image.convert("RGB")))
 
 
