@@ -40,7 +40,7 @@ def test_auto_is_flat_for_small_and_cells_over_the_descriptors_for_large() -> No
     assert auto_coarse(1_000_000) == "IVF1000,SQfp16@512"
 
 
-@pytest.mark.parametrize("coarse", ["auto", "Flat", "IVF4,SQfp16@512", "HNSW8"])
+@pytest.mark.parametrize("coarse", ["auto", "Flat", "IVF4,Flat", "IVF4,SQfp16@512"])
 def test_every_coarse_stage_finds_the_exact_neighbours_when_it_looks_everywhere(
     vectors: Vectors, coarse: str
 ) -> None:
