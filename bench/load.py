@@ -1,0 +1,232 @@
+"""Load test: N concurrent clients send M searches each to a real `frameseek serve` on loopback.
+
+Starts the server on a free 127.0.0.1 port, waits for /healthz, sends one warm-up search, then
+runs the clients (each one request at a time, a different query image per request) until every
+search is answered or --max-seconds pass, and stops the server. Prints the error count (the
+run fails unless it is zero), throughput, p50/p95/p99 latency and the server's resident memory
+at start, middle and end of the run.
+
+    python bench/load.py [--index DIR] [--clients 8] [--searches 25] [--max-seconds 600] [--json]
+
+Without --index, an index of samples/videos is built in a temporary folder first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+STARTUP_SECONDS = 180  # model load and index open on a busy 2-core machine
+REQUEST_SECONDS = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def query_images(per_video: int = 4) -> list[bytes]:
+    """samples/query.jpg and a few frames of each sample video, as JPEG uploads."""
+    from frameseek.video import iter_frames
+
+    images = [(SAMPLES / "query.jpg").read_bytes()]
+    for video in sorted((SAMPLES / "videos").glob("*.mp4")):
+        frames = list(iter_frames(video))
+        for frame in frames[:: max(1, len(frames) // per_video)][:per_video]:
+            buffer = io.BytesIO()
+            Image.fromarray(frame.rgb()).save(buffer, format="JPEG", quality=90)
+            images.append(buffer.getvalue())
+    return images
+
+
+def multipart(image: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+            f"filename=\"query.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+    return body + image + f"\r\n--{boundary}--\r\n".encode(), boundary
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def search(port: int, image: bytes, top: int = 12) -> tuple[int, dict]:
+    body, boundary = multipart(image)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
+    try:
+        connection.request("POST", f"/api/search?top={top}", body,
+                           {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = connection.getresponse()
+        payload = response.read()
+    finally:
+        connection.close()
+    return response.status, json.loads(payload) if payload else {}
+
+
+def client(port: int, images: list[bytes], searches: int, first: int, deadline: float,
+           tally: Tally) -> None:
+    for number in range(searches):
+        if time.monotonic() > deadline:
+            return
+        start = time.perf_counter()
+        try:
+            status, answer = search(port, images[(first + number) % len(images)])
+            problem = None if status == 200 and answer.get("results") else f"HTTP {status}"
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        with tally.lock:
+            if problem:
+                tally.errors.append(problem)
+            else:
+                tally.latencies.append(time.perf_counter() - start)
+
+
+def wait_until_ready(port: int, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with status {server.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"the server did not answer /healthz within {STARTUP_SECONDS} s")
+
+
+def build_sample_index(directory: Path) -> Path:
+    from frameseek.index import Index
+
+    with Index.create(directory) as index:
+        index.add([SAMPLES / "videos"])
+    return directory
+
+
+@contextmanager
+def serving(index: Path) -> Iterator[tuple[int, int]]:
+    """`frameseek serve` on a free loopback port, until the block ends: (port, server pid)."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "frameseek.cli", "serve", "--index", str(index),
+             "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
+        try:
+            wait_until_ready(port, server)
+            yield port, server.pid
+        except BaseException:
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-4000:])
+            raise
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def run(index: Path, clients: int, searches: int, max_seconds: float) -> dict:
+    images = query_images()
+    with serving(index) as (port, pid):
+        rss = {"ready": rss_mb(pid)}
+        status, answer = search(port, images[0])  # warm-up: the CNN's first run is slow
+        if status != 200:
+            raise SystemExit(f"warm-up search failed: HTTP {status} {answer}")
+        rss["start"] = rss_mb(pid)
+        tally = Tally()
+        total = clients * searches
+        deadline = time.monotonic() + max_seconds
+        threads = [threading.Thread(target=client, args=(port, images, searches, n * searches,
+                                                         deadline, tally), daemon=True)
+                   for n in range(clients)]
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads) and "middle" not in rss:
+            if len(tally.latencies) + len(tally.errors) >= total // 2:
+                rss["middle"] = rss_mb(pid)
+            time.sleep(0.05)
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - began
+        rss["end"] = rss_mb(pid)
+    answered = len(tally.latencies)
+    ms = np.array(tally.latencies) * 1000 if answered else np.zeros(1)
+    return {
+        "clients": clients, "searches_per_client": searches, "requested": total,
+        "answered": answered, "errors": len(tally.errors), "error_kinds": sorted(set(tally.errors)),
+        "not_sent": total - answered - len(tally.errors), "wall_s": round(wall, 2),
+        "throughput_per_s": round(answered / wall, 2),
+        "latency_ms": {f"p{p}": round(float(np.percentile(ms, p)), 1) for p in (50, 95, 99)},
+        "server_rss_mb": {k: round(v, 1) for k, v in rss.items()},
+        "cpus": os.cpu_count(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, help="index to serve (default: samples/videos)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--searches", type=int, default=25, help="searches per client")
+    parser.add_argument("--max-seconds", type=float, default=600,
+                        help="stop sending after this long, answered or not")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        index = args.index or build_sample_index(Path(scratch) / "index")
+        report = run(index, args.clients, args.searches, args.max_seconds)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        rss = report["server_rss_mb"]
+        latency = report["latency_ms"]
+        print(f"{report['clients']} clients × {report['searches_per_client']} searches: "
+              f"{report['answered']}/{report['requested']} answered, {report['errors']} errors, "
+              f"{report['not_sent']} not sent (time limit)")
+        print(f"throughput {report['throughput_per_s']} searches/s over {report['wall_s']} s")
+        print(f"latency p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms")
+        print(f"server RSS: ready {rss['ready']} MB, start {rss['start']} MB, "
+              f"middle {rss.get('middle', float('nan'))} MB, end {rss['end']} MB")
+        for kind in report["error_kinds"]:
+            print(f"error: {kind}")
+    ok = report["errors"] == 0 and report["not_sent"] == 0
+    print("zero errors: " + ("yes" if ok else "NO"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
