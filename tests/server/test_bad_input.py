@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
+from frameseek.query import QueryError, load_image
 from tests.conftest import SAMPLES
 from tests.server.conftest import MAX_PIXELS, MAX_UPLOAD_MB, Server
 
@@ -47,22 +48,29 @@ def post_image(server: Server, data: bytes, name: str = "query.jpg",
 QUERY = (SAMPLES / "query.jpg").read_bytes()
 
 BAD_IMAGES = {
-    # name: (upload, expected status, words the message must contain)
-    "text": (b"just some words, not an image\n", 415, "not a supported image"),
-    "empty": (b"", 422, "empty"),
-    "truncated jpeg": (QUERY[: len(QUERY) // 3], 422, "damaged"),
-    "jpeg header then noise": (QUERY[:200] + bytes(range(256)) * 20, 422, "damaged"),
-    "over the pixel limit": (png(2500, 2000), 422, f"over the limit of {MAX_PIXELS:,}"),
-    "decompression bomb": (decompression_bomb(), 422, "not a supported image"),
+    # name: (upload, expected status)
+    "text": (b"just some words, not an image\n", 415),
+    "empty": (b"", 422),
+    "truncated jpeg": (QUERY[: len(QUERY) // 3], 422),
+    "jpeg header then noise": (QUERY[:200] + bytes(range(256)) * 20, 422),
+    "over the pixel limit": (png(2500, 2000), 422),
+    "decompression bomb": (decompression_bomb(), 422),
 }
+
+
+def core_message(upload: bytes) -> str:
+    """What frameseek.query says of this upload: the server must pass it on as it is."""
+    with pytest.raises(QueryError) as refused:
+        load_image(upload, MAX_PIXELS)
+    return str(refused.value)
 
 
 @pytest.mark.parametrize("kind", BAD_IMAGES)
 def test_bad_image_is_refused_with_a_message(server: Server, kind: str) -> None:
-    upload, status, words = BAD_IMAGES[kind]
+    upload, status = BAD_IMAGES[kind]
     got, body = post_image(server, upload)
     assert got == status, body
-    assert words in body["detail"]
+    assert body["detail"] == core_message(upload)
     assert f"search refused: {body['detail']}" in server.log_text()
     server.assert_alive()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from frameseek.query import QueryError, load_image
 from frameseek.video import format_time
 from tests.conftest import ARTIFACTS, BBB, SAMPLES
 from tests.server.conftest import Server
@@ -119,8 +120,11 @@ def test_dropped_or_pasted_image_is_searched(page, script: str) -> None:
 
 
 def test_a_bad_upload_shows_the_server_message(page) -> None:
+    upload = b"not an image"
     page.set_input_files("#file-input", files=[
-        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image"}])
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": upload}])
     page.wait_for_selector(".status.error")
-    assert "not a supported image" in page.locator("#status").text_content()
+    with pytest.raises(QueryError) as refused:
+        load_image(upload)
+    assert page.locator("#status").text_content() == str(refused.value)
     assert page.locator(".result").count() == 0
