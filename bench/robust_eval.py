@@ -1,0 +1,404 @@
+"""Benchmark of issue 8's variants on the evaluation harness's corpus and query sets.
+
+Reuses what `frameseek eval run` cached in its out directory: the analysis pass (pool5 maps of
+every sampled frame, float16) and the query sets with their pool5 maps, so no CNN pass over the
+corpus is repeated. Only queries whose borders get trimmed go through the CNN again (cached in
+--out). Key frames are those of the eval run (θ of IndexConfig, the given sample rate).
+
+Every variant runs the same coarse-to-fine search in numpy (coarse top 100, fine re-rank, top 12)
+and is scored with frameseek/eval/metrics.py. The "no match" study holds out a quarter of the query
+videos at a time (their queries become out-of-index queries, the whitening is refitted without
+them), and uses the distractor videos' sampled frames as further out-of-index queries against an
+index without the distractors; thresholds are calibrated on the other folds (cross-validated).
+
+    python bench/robust_eval.py --eval-out /tmp/ev/full --corpus /tmp/fs-corpus \
+        --sample-fps 1.0 --out /tmp/robust
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from frameseek.eval.analysis import VideoAnalysis, _from_arrays
+from frameseek.eval.methods import Result
+from frameseek.eval.metrics import Outcome, by_perturbation, summarise
+from frameseek.eval.queries import QUERIES_FILE, SETS, Query
+from frameseek.eval.run import corpus_videos
+from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_spatial
+from frameseek.index import IndexConfig, content_id
+from frameseek.query import load_image
+from frameseek.robust import (
+    NoMatch,
+    RegionalMax,
+    Whitening,
+    aggregate_videos,
+    local_features,
+    local_similarity,
+    trim_borders,
+)
+
+TOP = 12
+CANDIDATES = 100
+VERIFY = 20  # candidates re-scored by local verification
+LOCAL_DIM = 64
+FOLDS = 4
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Database:
+    """The key frames of the indexed videos and every sample of them (for fitting)."""
+
+    videos: np.ndarray  # (N,) path per key frame
+    times: np.ndarray
+    pool5: np.ndarray  # (N, 512, 7, 7) float16
+    samples: np.ndarray  # (S, 512, 7, 7) float16: all sampled frames, whitening is fitted here
+
+
+def load_analyses(eval_out: Path, corpus: Path, sample_fps: float) -> list[tuple[str, str,
+                                                                               VideoAnalysis]]:
+    """(path, role, analysis) of every corpus video whose analysis the eval run has cached."""
+    found = []
+    for video in corpus_videos(corpus):
+        key = f"{content_id(video.path)[:24]}-{sample_fps}-224-v1"
+        file = eval_out / "cache" / "analysis" / f"{key}.npz"
+        if not file.exists():
+            print(f"  (not analysed yet, left out: {video.path.name})")
+            continue
+        with np.load(file) as data:
+            found.append((str(video.path), video.role, _from_arrays(str(video.path), data)))
+    return found
+
+
+def database(analyses: list[tuple[str, str, VideoAnalysis]], config: IndexConfig,
+             keep: Callable[[str, str], bool]) -> Database:
+    chosen = [(path, a) for path, role, a in analyses if keep(path, role)]
+    rows = [a.select(config)[0] for _, a in chosen]
+    return Database(
+        videos=np.concatenate([[path] * len(r) for (path, _), r in zip(chosen, rows,
+                                                                        strict=True)]),
+        times=np.concatenate([a.times[r] for (_, a), r in zip(chosen, rows, strict=True)]),
+        pool5=np.concatenate([a.pool5[r] for (_, a), r in zip(chosen, rows, strict=True)]),
+        samples=np.concatenate([a.pool5 for _, a in chosen]),
+    )
+
+
+@dataclass
+class QuerySet:
+    queries: list[Query]
+    pool5: np.ndarray  # (Q, 512, 7, 7) of the image as given
+    trimmed_pool5: np.ndarray  # of the image cropped to its content (same where nothing trimmed)
+    trimmed: np.ndarray  # (Q,) bool
+    trim_ms: np.ndarray
+    cnn_ms: np.ndarray  # decoding + CNN forward of the query as given (eval run's timing)
+
+
+def load_queries(eval_out: Path, out: Path, extractor: FeatureExtractor, videos: set[str]
+                 ) -> QuerySet:
+    query_dir = eval_out / "queries"
+    listing = (query_dir / QUERIES_FILE).read_bytes()
+    key = hashlib.sha256(listing + str(extractor.input_size).encode()).hexdigest()[:24]
+    with np.load(eval_out / "cache" / f"queries-{key}.npz") as data:
+        pool5, total = data["pool5"], data["total"]
+    queries = [Query(**q) for q in json.loads(listing)["queries"]]
+    keep = np.array([q.video in videos for q in queries])
+    queries = [q for q, k in zip(queries, keep, strict=True) if k]
+    pool5, total = pool5[keep], total[keep]
+
+    trim_file = out / f"trimmed-{key}.npz"
+    if trim_file.exists():
+        with np.load(trim_file) as data:
+            trimmed_all, maps_all, trim_ms_all = data["trimmed"], data["pool5"], data["trim_ms"]
+            cached_ids = list(data["ids"])
+        index = [cached_ids.index(q.id) for q in queries]
+        return QuerySet(queries, pool5, maps_all[index], trimmed_all[index],
+                        trim_ms_all[index], total * 1000)
+    trimmed, maps, trim_ms = [], [], []
+    for q, original in zip(queries, pool5, strict=True):
+        rgb = load_image(query_dir / q.file)
+        start = time.perf_counter()
+        top, bottom, left, right = trim_borders(rgb)
+        trim_ms.append((time.perf_counter() - start) * 1000)
+        cut = (top, bottom, left, right) != (0, rgb.shape[0], 0, rgb.shape[1])
+        trimmed.append(cut)
+        maps.append(extractor.pool5(extractor.resize(
+            np.ascontiguousarray(rgb[top:bottom, left:right]))[None])[0] if cut else original)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(trim_file, ids=np.array([q.id for q in queries]), trimmed=np.array(trimmed),
+             pool5=np.stack(maps), trim_ms=np.array(trim_ms))
+    return QuerySet(queries, pool5, np.stack(maps), np.array(trimmed), np.array(trim_ms),
+                    total * 1000)
+
+
+# -- representations -----------------------------------------------------------------------------
+
+
+class Encoder:
+    """pool5 maps → (coarse, fine) vectors; `similarity` turns fine distances into scores."""
+
+    name: str
+    unit = True  # fine vectors are unit length: similarity = 1 - d²/2
+
+    def fit(self, samples: np.ndarray) -> None: ...
+
+    def encode(self, pool5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def extra_bytes(self) -> int:
+        return 0
+
+
+class Faithful(Encoder):
+    name, unit = "paper (mean 512, 64-d groups)", False
+
+    def encode(self, pool5):
+        fine = mean_pool_spatial(pool5.astype(np.float32))
+        return mean_pool_channels(fine), fine
+
+
+class WhitenedMean(Encoder):
+    name = "mean + PCA-whitening"
+
+    def fit(self, samples):
+        fine = mean_pool_spatial(samples.astype(np.float32))
+        self.fine_w, self.coarse_w = Whitening.fit(fine), Whitening.fit(fine, 64)
+
+    def encode(self, pool5):
+        fine = mean_pool_spatial(pool5.astype(np.float32))
+        return self.coarse_w.transform(fine), self.fine_w.transform(fine)
+
+
+class RMAC(Encoder):
+    name = "R-MAC + PCA-whitening"
+
+    def fit(self, samples):
+        self.model = RegionalMax.fit(samples.astype(np.float32))
+
+    def encode(self, pool5):
+        fine = self.model.fine(pool5.astype(np.float32))
+        return self.model.coarse(fine), fine
+
+
+# -- search --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Variant:
+    name: str
+    encoder: Encoder
+    trim: bool = False
+    verify: bool = False
+    aggregate: bool = False
+
+
+@dataclass
+class Searcher:
+    """A built database for one encoder: coarse, fine and (optionally) local vectors."""
+
+    encoder: Encoder
+    db: Database
+    locals_w: Whitening | None = None
+    coarse: np.ndarray = field(init=False)
+    fine: np.ndarray = field(init=False)
+    locals_: np.ndarray | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.encoder.fit(self.db.samples)
+        self.coarse, self.fine = self.encoder.encode(self.db.pool5)
+        if self.locals_w is not None:
+            self.locals_ = local_features(self.db.pool5, self.locals_w).astype(np.float16)
+
+    def search(self, pool5: np.ndarray, verify: bool, aggregate: bool
+               ) -> tuple[list[Result], float]:
+        """One query's maps → top results and the score that the "no match" answer thresholds."""
+        coarse, fine = self.encoder.encode(pool5[None])
+        rows = np.argsort(((self.coarse - coarse) ** 2).sum(axis=1), kind="stable")[:CANDIDATES]
+        squared = ((self.fine[rows] - fine) ** 2).sum(axis=1)
+        order = np.argsort(squared, kind="stable")
+        rows, squared = rows[order], squared[order]
+        scores = 1 - squared / 2 if self.encoder.unit else -np.sqrt(squared)
+        if verify and self.locals_ is not None:
+            head = rows[:VERIFY]
+            query_locals = local_features(pool5[None], self.locals_w)[0]
+            local = local_similarity(query_locals, self.locals_[head].astype(np.float32))
+            head_scores = scores[:VERIFY] + local
+            order = np.argsort(-head_scores, kind="stable")
+            rows = np.concatenate([head[order], rows[VERIFY:]])
+            scores = np.concatenate([head_scores[order], scores[VERIFY:] + 0.0])
+        videos = self.db.videos[rows]
+        ranked = aggregate_videos(videos, scores)
+        if aggregate:  # the best video's key frames first, then the next video's, ...
+            rank = {video: i for i, (video, _) in enumerate(ranked)}
+            order = np.argsort([rank[v] for v in videos], kind="stable")
+            rows = rows[order]
+        results = [Result(str(self.db.videos[r]), float(self.db.times[r]),
+                          float(self.db.times[r]), float(self.db.times[r]))
+                   for r in rows[:TOP]]
+        return results, ranked[0][1]
+
+
+def run_variant(searcher: Searcher, variant: Variant, qs: QuerySet
+                ) -> tuple[list[Outcome], list[float]]:
+    """Every query, one at a time on one BLAS thread (as a server answers one request)."""
+    with threadpool_limits(1):
+        return _run_variant(searcher, variant, qs)
+
+
+def _run_variant(searcher: Searcher, variant: Variant, qs: QuerySet
+                 ) -> tuple[list[Outcome], list[float]]:
+    outcomes, scores = [], []
+    maps = qs.trimmed_pool5 if variant.trim else qs.pool5
+    searcher.search(maps[0], variant.verify, variant.aggregate)  # warm-up
+    for i, query in enumerate(qs.queries):
+        start = time.perf_counter()
+        results, score = searcher.search(maps[i], variant.verify, variant.aggregate)
+        seconds = time.perf_counter() - start
+        trim_ms = qs.trim_ms[i] if variant.trim else 0.0
+        outcomes.append(Outcome(query, results, seconds, (qs.cnn_ms[i] + trim_ms) / 1000))
+        scores.append(score)
+    return outcomes, scores
+
+
+def bytes_per_keyframe(variant: Variant) -> int:
+    """Storage beyond the faithful 64 float32 + 512 float16 per key frame."""
+    extra = 0
+    if variant.verify:
+        extra += 49 * LOCAL_DIM * 2  # 7×7 local features, whitened to 64-d, float16
+    return extra
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def variants() -> list[Variant]:
+    return [
+        Variant("faithful (paper)", Faithful()),
+        Variant("faithful + trim", Faithful(), trim=True),
+        Variant("mean + whitening", WhitenedMean()),
+        Variant("R-MAC + whitening", RMAC()),
+        Variant("R-MAC + whitening + trim", RMAC(), trim=True),
+        Variant("R-MAC + trim + verify", RMAC(), trim=True, verify=True),
+        Variant("R-MAC + trim + verify + video agg.", RMAC(), trim=True, verify=True,
+                aggregate=True),
+        Variant("R-MAC + trim + video agg.", RMAC(), trim=True, aggregate=True),
+    ]
+
+
+def main_table(analyses, config: IndexConfig, qs: QuerySet) -> list[dict]:
+    db = database(analyses, config, lambda path, role: True)
+    locals_w = Whitening.fit(_local_sample(db.pool5), LOCAL_DIM)
+    rows = []
+    for variant in variants():
+        searcher = Searcher(variant.encoder, db, locals_w if variant.verify else None)
+        outcomes, _ = run_variant(searcher, variant, qs)
+        row = {"variant": variant.name, "bytes_extra": bytes_per_keyframe(variant)}
+        for set_name in SETS:
+            chosen = [o for o in outcomes if o.query.set == set_name]
+            row[set_name] = summarise(chosen)
+        row["perturbations"] = by_perturbation([o for o in outcomes
+                                                if o.query.set == "perturbed"])
+        rows.append(row)
+        print(format_row(row), flush=True)
+    return rows
+
+
+def _local_sample(pool5: np.ndarray, count: int = 20_000, seed: int = 0) -> np.ndarray:
+    local = pool5.reshape(len(pool5), pool5.shape[1], -1).transpose(0, 2, 1).reshape(
+        -1, pool5.shape[1])
+    rng = np.random.default_rng(seed)
+    return local[np.sort(rng.choice(len(local), min(count, len(local)), replace=False))]
+
+
+def format_row(row: dict) -> str:
+    p, q = row["plain"], row["perturbed"]
+    return (f"| {row['variant']} | {p['top1_video']:.3f} | {p['acc@12']:.3f} | "
+            f"{q['top1_video']:.3f} | {q['acc@12']:.3f} | {q['with_cnn_ms_median']:.0f} "
+            f"({q['search_ms_median']:.1f}) | {row['bytes_extra']} |")
+
+
+def no_match_study(analyses, config: IndexConfig, qs: QuerySet, variant: Variant) -> dict:
+    """Cross-validated "no match" threshold at FPR ≤ 1%: share of true matches kept."""
+    query_videos = sorted({q.video for q in qs.queries})
+    rng = np.random.default_rng(0)
+    folds = np.array_split(rng.permutation(query_videos), FOLDS)
+    negative, positive = [], []  # (fold, score) pairs; positives only where top-1 is right
+    for f, held in enumerate(folds):
+        held_set = set(held)
+        db = database(analyses, config, lambda path, role, h=held_set: path not in h)
+        searcher = Searcher(variant.encoder, db, Whitening.fit(_local_sample(db.pool5), LOCAL_DIM)
+                            if variant.verify else None)
+        outcomes, scores = run_variant(searcher, variant, qs)
+        for o, s in zip(outcomes, scores, strict=True):
+            if o.query.video in held_set:
+                negative.append((f, s, "held-out query"))
+            elif o.results and o.results[0].video == o.query.video:
+                positive.append((f, s))
+    # Distractor frames (clean, every sample) against an index without the distractors.
+    db = database(analyses, config, lambda path, role: role != "distractor")
+    searcher = Searcher(variant.encoder, db, Whitening.fit(_local_sample(db.pool5), LOCAL_DIM)
+                        if variant.verify else None)
+    for _, role, a in analyses:
+        if role != "distractor":
+            continue
+        for i, maps in enumerate(a.pool5):
+            with threadpool_limits(1):
+                _, score = searcher.search(maps, variant.verify, variant.aggregate)
+            negative.append((FOLDS + i % FOLDS, score, "distractor frame"))
+    # Cross-validated: each fold's threshold is calibrated on the other folds' negatives.
+    kept, passed = [], []
+    for f in range(FOLDS):
+        calibration = [s for g, s, _ in negative if g % FOLDS != f]
+        rule = NoMatch.calibrate(calibration, fpr=0.01)
+        kept += [rule.is_match(s) for g, s in positive if g == f]
+        passed += [rule.is_match(s) for g, s, _ in negative if g % FOLDS == f]
+    return {"variant": variant.name, "negatives": len(negative),
+            "held_out_queries": sum(kind == "held-out query" for *_, kind in negative),
+            "distractor_frames": sum(kind == "distractor frame" for *_, kind in negative),
+            "true_matches": len(positive), "fpr": float(np.mean(passed)),
+            "kept": float(np.mean(kept)),
+            "threshold_all": NoMatch.calibrate([s for _, s, _ in negative]).threshold}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eval-out", type=Path, required=True)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--sample-fps", type=float, default=IndexConfig.sample_fps)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--skip-no-match", action="store_true")
+    args = parser.parse_args()
+    config = IndexConfig(sample_fps=args.sample_fps)
+    analyses = load_analyses(args.eval_out, args.corpus, args.sample_fps)
+    extractor = FeatureExtractor(input_size=config.input_size)
+    qs = load_queries(args.eval_out, args.out, extractor, {p for p, _, _ in analyses})
+    print(f"{len(analyses)} videos, {len(qs.queries)} queries, {int(qs.trimmed.sum())} trimmed")
+    print("| variant | plain top-1 video | plain acc@12 | perturbed top-1 | perturbed acc@12 | "
+          "query ms (search ms) | extra bytes/key frame |")
+    print("|---|---|---|---|---|---|---|")
+    table = main_table(analyses, config, qs)
+    results = {"videos": len(analyses), "queries": len(qs.queries),
+               "trimmed": {s: int(sum(t for q, t in zip(qs.queries, qs.trimmed, strict=True)
+                                      if q.set == s)) for s in SETS},
+               "table": table, "no_match": []}
+    if not args.skip_no_match:
+        for variant in (variants()[0], variants()[-1], variants()[-2]):
+            study = no_match_study(analyses, config, qs, variant)
+            print(json.dumps(study), flush=True)
+            results["no_match"].append(study)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

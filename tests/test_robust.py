@@ -1,0 +1,164 @@
+"""Issue 8's building blocks on real frames: border trimming, R-MAC, whitening, "no match"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from frameseek.features import FeatureExtractor
+from frameseek.robust import (
+    NoMatch,
+    RegionalMax,
+    Whitening,
+    aggregate_videos,
+    local_features,
+    local_similarity,
+    regional_max,
+    rmac_regions,
+    trim_borders,
+)
+from tests.conftest import BBB, BIKES, frame_at
+
+
+@pytest.fixture(scope="module")
+def bunny_frame() -> np.ndarray:
+    return frame_at(BBB, 803)[0]  # 180×320, the frame of samples/query.jpg
+
+
+def letterboxed(frame: np.ndarray, top: int, left: int, page: tuple[int, int, int]
+                ) -> np.ndarray:
+    """The frame pasted into a web-page-like canvas: title bar, a black border, side text."""
+    h, w = frame.shape[:2]
+    canvas = Image.new("RGB", (w + left + 190, h + top + 70), page)
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, canvas.width, 24), fill=(222, 225, 230))
+    draw.rectangle((left - 3, top - 3, left + w + 2, top + h + 2), fill=(0, 0, 0))
+    canvas.paste(Image.fromarray(frame), (left, top))
+    draw.text((left, top + h + 10), "Watch the full video - 1,234 views", fill=(40, 40, 40))
+    for line in range(5):
+        draw.text((left + w + 14, 40 + 16 * line), f"Up next: clip {line}", fill=(40, 40, 40))
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize("page", [(245, 245, 245), (32, 33, 36)])
+def test_trim_recovers_the_content_box_of_a_letterboxed_frame(bunny_frame, page):
+    top, left = 57, 31
+    image = letterboxed(bunny_frame, top, left, page)
+    box = trim_borders(image)
+    h, w = bunny_frame.shape[:2]
+    # Within the 3-pixel black border drawn around the frame, plus a pixel of resampling.
+    assert np.allclose(box, (top, top + h, left, left + w), atol=4), box
+
+
+def test_trim_leaves_plain_frames_alone(bunny_frame):
+    for image in (bunny_frame, frame_at(BIKES, 100)[0]):
+        assert trim_borders(image) == (0, image.shape[0], 0, image.shape[1])
+
+
+def test_trim_black_bars_of_a_letterboxed_video_frame(bunny_frame):
+    bars = np.zeros((bunny_frame.shape[0] + 80, *bunny_frame.shape[1:]), dtype=np.uint8)
+    bars[40:-40] = bunny_frame
+    assert np.allclose(trim_borders(bars), (40, 40 + bunny_frame.shape[0], 0, 320), atol=2)
+
+
+def test_rmac_regions_of_a_square_map_are_the_classic_fourteen():
+    regions = rmac_regions(7, 7, levels=3)
+    assert sorted(regions) == sorted([(0, 0, 7),
+                                      *[(y, x, 4) for y in (0, 3) for x in (0, 3)],
+                                      *[(y, x, 3) for y in (0, 2, 4) for x in (0, 2, 4)]])
+    wide = rmac_regions(7, 12, levels=2)  # a non-square input's map: regions along the width
+    assert all(y + s <= 7 and x + s <= 12 for y, x, s in wide)
+    full = sorted(x for y, x, s in wide if s == 7)
+    assert full[0] == 0 and full[-1] == 5 and len(full) >= 2  # both ends of the long side
+
+
+def loop_rmac(pool5: np.ndarray, model: RegionalMax) -> np.ndarray:
+    """R-MAC written out with loops, the reference for the vectorised version."""
+    out = np.zeros((pool5.shape[0], pool5.shape[1]))
+    w = model.regions_whitening
+    for n in range(pool5.shape[0]):
+        total = np.zeros(w.dim)
+        for y, x, s in rmac_regions(*pool5.shape[2:], model.levels):
+            region = np.array([max(pool5[n, c, i, j] for i in range(y, y + s)
+                                   for j in range(x, x + s)) for c in range(pool5.shape[1])])
+            region = region / np.linalg.norm(region)
+            whitened = (region - w.mean) @ w.projection
+            total += whitened / np.linalg.norm(whitened)
+        out[n] = total / np.linalg.norm(total)
+    return out
+
+
+def test_rmac_matches_a_loop_reference():
+    rng = np.random.default_rng(3)
+    pool5 = np.maximum(rng.normal(size=(40, 16, 7, 7)), 0).astype(np.float32)
+    model = RegionalMax.fit(pool5, coarse_dim=8)
+    regions = rmac_regions(7, 7)
+    y, x, side = regions[3]
+    assert regional_max(pool5[:2], regions)[1, 3, 9] == pool5[1, 9, y:y + side, x:x + side].max()
+    fine = model.fine(pool5[:3])
+    assert fine.shape == (3, 16)
+    np.testing.assert_allclose(fine, loop_rmac(pool5[:3], model), atol=1e-5)
+    coarse = model.coarse(fine)
+    assert coarse.shape == (3, 8)
+    np.testing.assert_allclose(np.linalg.norm(coarse, axis=1), 1, atol=1e-6)
+
+
+def test_whitening_shapes_determinism_and_decorrelation():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(500, 32)) @ rng.normal(size=(32, 32))  # correlated
+    first, again = Whitening.fit(data, 12), Whitening.fit(data.copy(), 12)
+    assert first.projection.shape == (32, 12) and first.mean.shape == (32,)
+    np.testing.assert_array_equal(first.projection, again.projection)
+    out = first.transform(data[:7])
+    assert out.shape == (7, 12)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-6)
+    # Without shrinkage and before the final normalisation, the fitted data is white.
+    exact = Whitening.fit(data, shrinkage=0.0)
+    x = data / np.linalg.norm(data, axis=1, keepdims=True)
+    covariance = np.cov((x - exact.mean) @ exact.projection, rowvar=False)
+    np.testing.assert_allclose(covariance, np.eye(32), atol=1e-3)
+
+
+def test_local_similarity_prefers_the_same_frame_to_another_video(bunny_frame):
+    extractor = FeatureExtractor()
+    images = np.stack([extractor.resize(im) for im in (
+        frame_at(BBB, 806)[0], frame_at(BIKES, 100)[0], bunny_frame)])
+    pool5 = extractor.pool5(images)
+    locals_ = local_features(pool5)
+    scores = local_similarity(locals_[2], locals_[:2])
+    assert scores[0] > scores[1]
+    assert local_similarity(locals_[2], locals_[2:]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_aggregate_videos_favours_agreeing_key_frames():
+    ranked = aggregate_videos(["a", "b", "b", "b", "a"], [0.9, 0.8, 0.8, 0.8, 0.1])
+    assert [video for video, _ in ranked] == ["b", "a"]
+    assert ranked[0][1] == pytest.approx(0.8)
+
+
+def test_no_match_for_a_query_far_from_everything():
+    extractor = FeatureExtractor()
+    bunny = [frame_at(BBB, n)[0] for n in (100, 400, 700, 1000, 1300)]
+    bikes = [frame_at(BIKES, n)[0] for n in (20, 80, 140, 200)]
+    pool5 = extractor.pool5(np.stack([extractor.resize(im) for im in bunny + bikes]))
+    model = RegionalMax.fit(pool5[:5])
+    database = model.fine(pool5[:5])
+
+    def best(maps: np.ndarray) -> float:
+        return float((database @ model.fine(maps).T).max())
+
+    # Calibrated on another video's frames: none of them passes at FPR 0.
+    rule = NoMatch.calibrate([best(pool5[i:i + 1]) for i in range(5, 9)], fpr=0.0)
+    assert not any(rule.is_match(best(pool5[i:i + 1])) for i in range(5, 9))
+    noise = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    assert not rule.is_match(best(extractor.pool5(noise[None])))
+    near = extractor.resize(frame_at(BBB, 403)[0])  # three frames from an indexed key frame
+    assert rule.is_match(best(extractor.pool5(near[None])))
+
+
+def test_no_match_threshold_lets_through_at_most_the_asked_rate():
+    scores = np.linspace(0, 1, 200)
+    rule = NoMatch.calibrate(scores, fpr=0.01)
+    assert np.mean([rule.is_match(s) for s in scores]) <= 0.01
+    assert rule.is_match(1.5)
