@@ -6,7 +6,8 @@ frame and loaded into contiguous numpy arrays, cached until the database changes
 
 Schema 2 keeps each descriptor as float16 (1 KB a key frame) and no 64-d index: the index is
 derived from the descriptor at load time by the same channel pooling that made it. Rounding to
-float16 changes no search result on the sample index (tests/store). Rows written by schema 1
+float16 keeps every best match on the sample index and swaps only key frames whose distances tie
+to 0.001% (docs/performance.md, tests/store). Rows written by schema 1
 (float32 descriptor and index) are still read, told apart by their descriptor's byte length.
 """
 
