@@ -1,7 +1,7 @@
 """Scale-out benchmark: Ray indexing throughput, and search latency on Milvus Lite vs embedded.
 
     python bench/distributed.py indexing --copies 4          # plain vs Ray with 1 and 2 workers
-    python bench/distributed.py search --keyframes 100000    # Milvus Lite vs the embedded store
+    python bench/distributed.py search --keyframes 100000 [--index DIR]  # Milvus Lite vs embedded
 
 Indexing: COPIES copies of samples/videos/bikes.mp4 (10 s each) are indexed into a fresh
 embedded index by the plain path (`Index.add`, one process, ONNX on every core) and by Ray with 1
@@ -108,8 +108,8 @@ def _store_method(location: str, size_of: Path, opened: list[Index]):
     return build
 
 
-def search(count: int, queries: int, scratch: Path) -> dict:
-    collection = synthesize(real_descriptors(), count, queries)
+def search(count: int, queries: int, scratch: Path, index_dir: Path | None) -> dict:
+    collection = synthesize(real_descriptors(index_dir), count, queries)
     truth_result, truth = measure(methods(count)["faiss-flat512"], collection, None)
     stores = {
         "embedded": (str(scratch / "embedded"), scratch / "embedded"),
@@ -133,12 +133,15 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=4, help="copies of bikes.mp4 to index")
     parser.add_argument("--keyframes", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--index", type=Path, metavar="DIR",
+                        help="take the real descriptors from this index (default: index the "
+                             "sample videos first)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         if args.part == "indexing":
             figures = indexing(args.copies, Path(scratch))
         else:
-            figures = search(args.keyframes, args.queries, Path(scratch))
+            figures = search(args.keyframes, args.queries, Path(scratch), args.index)
     figures["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
     print(json.dumps(figures, indent=2))
 

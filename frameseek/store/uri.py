@@ -47,6 +47,8 @@ def open_store(location: str | Path, *, create: bool = False) -> Store:
             raise StoreError(f"{location}: a Milvus Lite file must end in .db")
         if create:
             Path(file).parent.mkdir(parents=True, exist_ok=True)
+        elif not Path(file).exists():  # opening it would leave an empty database behind
+            raise StoreError(f"{location}: no frameseek index here")
         collection = query.get("collection", DEFAULT_COLLECTION)
         return MilvusStore(file, collection, create=create, index_type=index_type,
                            label=str(location))
