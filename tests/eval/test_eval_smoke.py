@@ -1,0 +1,108 @@
+"""The whole evaluation, smoke-sized, on the bundled fixture: real decoding, weights and index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from frameseek.cli import main
+from frameseek.eval.run import SMOKE_THETAS
+from frameseek.index import Index
+
+METHODS = {"Ours", "Exact 512-d", "DFSP", "DF", "DFSE", "DFTA", "LBTT"}
+
+
+@pytest.fixture(scope="module")
+def evaluation(sample_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "out"
+    assert main(["eval", "run", "--corpus", str(sample_videos), "--out", str(out),
+                 "--smoke"]) == 0
+    return out
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_every_method_and_set_is_reported_with_figures_in_range(evaluation: Path) -> None:
+    r = results(evaluation)
+    assert set(r["methods"]) == METHODS
+    assert r["corpus"]["queries"] == {"plain": 6, "perturbed": 6}
+    for name, method in r["methods"].items():
+        for set_name in ("plain", "perturbed"):
+            f = method["sets"][set_name]
+            assert f["queries"] == 6
+            for key in ("acc@1", "acc@5", "acc@12", "top1_video", "mrr", "within_2s"):
+                assert 0.0 <= f[key] <= 1.0, (name, set_name, key)
+            assert f["acc@1"] >= f["top1_video"] - 1e-9  # acc@1 is top-1 video per query
+            assert 0 < f["search_ms_median"] <= f["search_ms_p95"]
+            assert f["with_cnn_ms_median"] >= f["search_ms_median"]
+        assert 0.9 < method["compression_ratio"] < 1.0
+    report = (evaluation / "report.md").read_text()
+    for name in METHODS:
+        assert report.count(f"| {name} |") >= 4, name  # both sets, paper and size tables
+    assert "## Accuracy, plain queries" in report and "## Accuracy, perturbed queries" in report
+
+
+def test_ours_finds_the_right_video_for_plain_queries(evaluation: Path) -> None:
+    plain = results(evaluation)["methods"]["Ours"]["sets"]["plain"]
+    assert plain["top1_video"] > 0.5
+    assert plain["time_error_median_s"] < 5.0
+
+
+def test_ours_uses_the_keyframes_frameseek_index_stores(evaluation: Path,
+                                                       sample_index: Path) -> None:
+    with Index.open(evaluation / "index") as ours, Index.open(sample_index) as reference:
+        def frames(index: Index) -> dict[str, list[int]]:
+            vectors = index.store.vectors()
+            records = index.store.keyframes(vectors.ids.tolist())
+            by_video: dict[str, list[int]] = {}
+            for record in records:
+                by_video.setdefault(Path(record.video).name, []).append(record.frame)
+            return {video: sorted(f) for video, f in by_video.items()}
+
+        assert frames(ours) == frames(reference)
+        assert [v.frames for v in ours.videos()] == [v.frames for v in reference.videos()]
+
+
+def test_theta_sweep_at_the_default_theta_agrees_with_the_index(evaluation: Path) -> None:
+    r = results(evaluation)
+    assert [row["theta"] for row in r["theta_sweep"]] == list(SMOKE_THETAS)
+    default = next(row for row in r["theta_sweep"] if row["theta"] == 1.4)
+    ours = r["methods"]["Ours"]
+    assert default["keyframes"] == ours["entries"]
+    for set_name in ("plain", "perturbed"):
+        assert default[set_name]["acc@12"] == pytest.approx(ours["sets"][set_name]["acc@12"])
+    ratios = [row["compression_ratio"] for row in r["theta_sweep"]]
+    assert ratios == sorted(ratios)  # a higher θ never keeps more key frames
+
+
+def test_gallery_and_plot_are_written(evaluation: Path) -> None:
+    page = (evaluation / "gallery.html").read_text()
+    assert page.count('class="row"') == 6
+    assert page.count("data:image/jpeg;base64,") == 6 * 13  # each query and its top 12
+    with Image.open(evaluation / "theta_sweep.png") as plot:
+        assert plot.format == "PNG" and plot.width > 300
+
+
+def test_a_rerun_reuses_the_cached_analysis_and_queries(evaluation: Path,
+                                                        sample_videos: Path) -> None:
+    caches = sorted((evaluation / "cache" / "analysis").glob("*.npz"))
+    assert len(caches) == 2
+    stamps = [c.stat().st_mtime_ns for c in caches]
+    queries = (evaluation / "queries" / "queries.json").read_bytes()
+    before = results(evaluation)
+    assert main(["eval", "run", "--corpus", str(sample_videos), "--out", str(evaluation),
+                 "--smoke"]) == 0
+    assert [c.stat().st_mtime_ns for c in caches] == stamps
+    assert (evaluation / "queries" / "queries.json").read_bytes() == queries
+    after = results(evaluation)
+    for name in METHODS:
+        for set_name in ("plain", "perturbed"):
+            assert after["methods"][name]["sets"][set_name]["acc@12"] == pytest.approx(
+                before["methods"][name]["sets"][set_name]["acc@12"]), name
+    assert np.isclose(after["indexing"]["analysis_wall_s"], before["indexing"]["analysis_wall_s"])
