@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from frameseek.features import WeightsError
 from frameseek.index import Index, IndexConfig, IndexLocked
 from frameseek.query import QueryError
 from frameseek.store.base import StoreError, VideoRecord
@@ -35,9 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="add videos (files or folders) to an index")
     index.add_argument("paths", nargs="+", metavar="PATH")
     index.add_argument("--index", required=True, type=Path, metavar="DIR")
-    index.add_argument("--theta", type=float, default=IndexConfig.theta,
+    index.add_argument("--theta", type=_positive(float, zero=True), default=IndexConfig.theta,
                        help="key-frame threshold θ of Algorithm 1 (default %(default)s)")
-    index.add_argument("--sample-fps", type=float, default=IndexConfig.sample_fps,
+    index.add_argument("--sample-fps", type=_positive(float), default=IndexConfig.sample_fps,
                        help="frames per second given to the CNN for clustering "
                             "(default %(default)s)")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -46,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="find the videos and moments an image comes from")
     search.add_argument("images", nargs="+", metavar="IMAGE")
     search.add_argument("--index", required=True, type=Path, metavar="DIR")
-    search.add_argument("--top", type=int, default=12, metavar="N")
-    search.add_argument("--candidates", type=int, default=100, metavar="M",
+    search.add_argument("--top", type=_positive(int), default=12, metavar="N")
+    search.add_argument("--candidates", type=_positive(int), default=100, metavar="M",
                         help="coarse-stage candidates re-ranked on the 512-d descriptor")
     search.add_argument("--json", action="store_true", help="one JSON object per query per line")
     search.set_defaults(run=_search)
@@ -66,11 +67,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(kind: Callable[[str], float], zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number above zero (or at least zero), refused as a usage error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(
+                f"{text} must be {'zero or more' if zero else 'more than zero'}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (QueryError, StoreError, IndexLocked) as exc:
+    except (QueryError, StoreError, IndexLocked, WeightsError) as exc:
         print(f"frameseek: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -145,6 +145,11 @@ class KeyFrameExtractor:
         A smaller size (e.g. 112) clusters CNN features computed at that input, about 4× cheaper,
         then computes the full-size descriptor for the chosen key frames only, from the samples'
         pixels kept meanwhile in a temporary file (so memory does not grow with the video)."""
+        if sample_fps <= 0 or samples_per_cluster <= 0 or theta < 0:
+            raise ValueError(
+                f"need sample_fps > 0, samples_per_cluster > 0 and theta >= 0, not {sample_fps}, "
+                f"{samples_per_cluster} and {theta}"
+            )
         self.extractor = extractor
         self.timer = timer or StageTimer()
         self.clusterer = extractor

@@ -183,3 +183,11 @@ def test_extractor_on_the_first_five_seconds(extractor: FeatureExtractor) -> Non
     assert [k.frame for k in again.keyframes] == [k.frame for k in result.keyframes]
     for a, b in zip(again.keyframes, result.keyframes, strict=True):
         np.testing.assert_allclose(a.descriptor, b.descriptor, atol=1e-4)
+
+
+@pytest.mark.parametrize("settings", [{"sample_fps": 0.0}, {"sample_fps": -2.0},
+                                      {"samples_per_cluster": 0.0}, {"theta": -0.1}])
+def test_extractor_refuses_impossible_settings(extractor: FeatureExtractor, settings: dict
+                                               ) -> None:
+    with pytest.raises(ValueError, match="sample_fps > 0"):
+        KeyFrameExtractor(extractor, **settings)

@@ -1,0 +1,138 @@
+"""The `frameseek` console script, run as a user runs it: exit codes, output contracts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import BBB, BIKES, SAMPLES, frame_at
+
+CARPHONE = Path(__file__).parent / "data" / "carphone.mp4"
+RESULT_FIELDS = {"video": str, "time": float, "frame": int, "distance": float}
+
+
+def frameseek(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    script = shutil.which("frameseek")
+    assert script is not None, "the frameseek console script is not installed (pip install -e .)"
+    return subprocess.run([script, *map(str, args)], capture_output=True, text=True, timeout=600,
+                          check=False)
+
+
+def assert_one_line_error(run: subprocess.CompletedProcess[str]) -> None:
+    assert run.returncode == 1, run
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("frameseek: "), run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_search_json_contract(sample_index: Path, sample_videos: Path, tmp_path: Path) -> None:
+    bikes_frame, bikes_time = frame_at(BIKES, 100)
+    second = tmp_path / "bikes frame.png"  # a space in the name: paths are kept as given
+    Image.fromarray(bikes_frame).save(second)
+    query = SAMPLES / "query.jpg"
+
+    run = frameseek("search", query, second, "--index", sample_index, "--top", "4", "--json")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 2  # one JSON object per query per line, nothing else on stdout
+    answers = [json.loads(line) for line in lines]
+    assert [a["query"] for a in answers] == [str(query), str(second)]
+    for answer in answers:
+        results = answer["results"]
+        assert len(results) == 4
+        for result in results:
+            for name, kind in RESULT_FIELDS.items():
+                assert isinstance(result[name], kind), (name, result)
+        assert [r["distance"] for r in results] == sorted(r["distance"] for r in results)
+    # Videos are named as they were indexed; the query photo is bunny frame 803, in the shot of
+    # frames 754-953; the bikes frame comes from its own video.
+    bunny, bikes = answers[0]["results"][0], answers[1]["results"][0]
+    assert bunny["video"] == str(sample_videos / BBB.name)
+    assert 754 / 24 <= bunny["time"] < 954 / 24
+    assert bunny["time"] == pytest.approx(bunny["frame"] / 24, abs=1e-4)
+    assert bikes["video"] == str(sample_videos / BIKES.name)
+    assert abs(bikes["time"] - bikes_time) < 2.0
+
+
+def test_search_prints_a_readable_ranking(sample_index: Path) -> None:
+    run = frameseek("search", SAMPLES / "query.jpg", "--index", sample_index, "--top", "2")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"{SAMPLES / 'query.jpg'}:"
+    assert len(lines) == 3
+    assert lines[1].lstrip().startswith("1. ") and BBB.name in lines[1]
+    assert " 00:3" in lines[1]  # mm:ss.s, in the 31-40 s shot
+
+
+def test_a_non_image_query_is_one_line_on_stderr(sample_index: Path, tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not a picture\n")
+    run = frameseek("search", text, "--index", sample_index, "--json")
+    assert_one_line_error(run)
+    assert str(text) in run.stderr
+    assert run.stdout == ""
+
+    missing = frameseek("search", tmp_path / "absent.png", "--index", sample_index)
+    assert_one_line_error(missing)
+
+
+def test_a_missing_index_is_one_line_on_stderr(tmp_path: Path) -> None:
+    run = frameseek("search", SAMPLES / "query.jpg", "--index", tmp_path / "nowhere")
+    assert_one_line_error(run)
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    query, index = SAMPLES / "query.jpg", tmp_path / "index"
+    assert frameseek("search", query).returncode == 2  # no --index
+    assert frameseek("frobnicate").returncode == 2
+    for bad in (["search", query, "--top", "0"], ["search", query, "--candidates", "-5"],
+                ["index", BIKES, "--sample-fps", "0"], ["index", BIKES, "--theta", "-1"],
+                ["index", BIKES, "--theta", "many"]):
+        run = frameseek(*bad, "--index", index)
+        assert run.returncode == 2, bad
+        assert "Traceback" not in run.stderr and f"argument {bad[2]}" in run.stderr
+    assert not index.exists()  # refused before anything was created
+
+
+def test_corrupt_videos_are_reported_and_skipped(tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    junk = videos / "random.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 40_000, dtype=np.uint8).tobytes())
+    truncated = videos / "truncated.mp4"
+    data = BIKES.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    good = videos / "carphone.mp4"
+    shutil.copy(CARPHONE, good)
+    index = tmp_path / "index"
+
+    run = frameseek("index", videos, "--index", index, "--quiet")
+    assert run.returncode == 3, run
+    assert "Traceback" not in run.stderr
+    assert "indexed 1 videos (0 unchanged, 2 skipped)" in run.stdout
+    assert "120 frames" in run.stdout and "compression ratio" in run.stdout
+    skipped = [line for line in run.stdout.splitlines() if line.startswith("skipped ")]
+    assert sorted(line.split(":")[0] for line in skipped) == [f"skipped {junk}",
+                                                              f"skipped {truncated}"]
+
+    info = frameseek("info", "--index", index, "--json")
+    assert info.returncode == 0, info.stderr
+    described = json.loads(info.stdout)
+    assert [v["path"] for v in described["videos"]] == [str(good)]
+    assert described["frames"] == 120 and described["keyframes"] >= 1
+
+    # The same folder again: the good file is unchanged, the bad ones are still reported.
+    again = frameseek("index", videos, "--index", index, "--quiet")
+    assert again.returncode == 3
+    assert "indexed 0 videos (1 unchanged, 2 skipped)" in again.stdout
+
+    removed = frameseek("remove", good, "--index", index)
+    assert removed.returncode == 0 and f"removed {good}" in removed.stdout
+    assert_one_line_error(frameseek("remove", good, "--index", index))
+    assert json.loads(frameseek("info", "--index", index, "--json").stdout)["videos"] == []
