@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
-from sklearn.cluster import KMeans
 
 from frameseek.features import FeatureExtractor, Features
 from frameseek.video import Frame
@@ -58,6 +57,10 @@ def select_keyframes(
         centre = features.mean(axis=0)
         nearest = int(np.argmin(((features - centre) ** 2).sum(axis=1)))
         return np.array([nearest]), np.zeros(len(features), dtype=np.int64)
+    # Imported here: scikit-learn takes seconds to import, and only indexing clusters, so every
+    # `frameseek search` would otherwise pay for it.
+    from sklearn.cluster import KMeans
+
     kmeans = KMeans(n_clusters=m, n_init=1, random_state=seed).fit(features)
     labels = kmeans.labels_
     chosen = []
