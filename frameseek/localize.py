@@ -50,6 +50,7 @@ PLACEMENT_WIDTH = 64  # the key frame thumbnail is matched against the query at 
 QUERY_WIDTH = 2 * PLACEMENT_WIDTH
 SCALES = np.round(np.arange(0.45, 0.99, 0.05), 2)  # crop or inset width / whole width tried
 FULL_COVER = 0.999  # a query cell is compared only where the query covers all of it
+TIE_RATIO = 2.0
 MIN_CELLS = 12  # fewer covered cells than this and the query is too small to localise
 MIN_CORRELATION = 0.6  # below this the best frame is no real likeness, and the time stays put
 # How much better (in Fisher's z, which spreads out correlations near 1) another key frame's
@@ -172,6 +173,7 @@ class TrackStore:
 
     def put(self, path: str, content_id: str, track: Track) -> None:
         with self._lock, self._db:
+            self._forget(path)
             self._db.execute("INSERT OR REPLACE INTO tracks(path, content_id, data) VALUES (?,?,?)",
                              (path, content_id, track.to_bytes()))
 
@@ -193,7 +195,12 @@ class TrackStore:
 
     def remove(self, path: str) -> None:
         with self._lock, self._db:
+            self._forget(path)
             self._db.execute("DELETE FROM tracks WHERE path = ?", (path,))
+
+    def _forget(self, path: str) -> None:
+        for key in [key for key in self._cache if key[0] == path]:
+            del self._cache[key]
 
     def close(self) -> None:
         self._db.close()
@@ -398,8 +405,18 @@ def _best_entry(track: Track, rows: np.ndarray, cells: np.ndarray, covered: np.n
         return None, -1.0
     found = correlations(track.signatures[rows], cells, covered)
     scores = evidence(found, covered.reshape(len(covered), -1).sum(axis=1))
-    row, placement = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    return int(rows[row]), float(found[row, placement])
+    best, placement = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    # A still shot leaves a run of entries as alike as the best (the remainder 1 - r within
+    # TIE_RATIO of the best's): answer the middle of the run, not whichever edge noise favours.
+    residual = 1.0 - found[:, placement]
+    alike = residual <= TIE_RATIO * residual[best] + 1e-6
+    first = last = best
+    while first > 0 and alike[first - 1] and rows[first - 1] == rows[first] - 1:
+        first -= 1
+    while last < len(rows) - 1 and alike[last + 1] and rows[last + 1] == rows[last] + 1:
+        last += 1
+    middle = (first + last) // 2
+    return int(rows[middle]), float(found[middle, placement])
 
 
 # -- refinement ------------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""The exact moment: signature tracks, placement, and refined times through Index and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from frameseek.cli import main
+from frameseek.index import Index
+from frameseek.localize import (
+    FULL_FRAME,
+    TRACKS_FILE,
+    LocalisationSample,
+    Track,
+    TrackBuilder,
+    candidate_placements,
+    grey,
+    localisation_metrics,
+    query_signature,
+    segment_of,
+)
+from frameseek.video import iter_frames
+from tests.conftest import BBB, frame_at
+
+# Frame 1000 of the bunny clip (41.667 s) is inside a shot with motion; its best key frame is
+# frame 972 (40.5 s), more than a second away, so the key frame's own time cannot pass.
+QUERY_FRAME = 1000
+FPS = 24
+
+
+@pytest.fixture(scope="module")
+def query_frame() -> tuple[np.ndarray, float]:
+    return frame_at(BBB, QUERY_FRAME)
+
+
+def _jpeg(rgb: np.ndarray, path: Path) -> Path:
+    Image.fromarray(rgb).save(path, format="JPEG", quality=90)
+    return path
+
+
+def test_refinement_finds_the_frame_and_beats_the_key_frame(sample_index, query_frame):
+    rgb, true_time = query_frame
+    with Index.open(sample_index) as index:
+        top = index.search(rgb)[0]
+    assert top.video.endswith(BBB.name)
+    assert top.refined
+    assert abs(top.time - true_time) <= 2 / FPS
+    assert abs(top.frame - QUERY_FRAME) <= 2
+    assert abs(top.keyframe_time - true_time) > abs(top.time - true_time) + 0.5
+    assert top.segment[0] - 0.5 <= top.time <= top.segment[1] + 0.5
+
+
+def test_crop_and_brightness_still_localise(sample_index, query_frame):
+    rgb, true_time = query_frame
+    h, w = rgb.shape[:2]
+    crop = rgb[h // 8: h // 8 + int(h * 0.8), w // 10: w // 10 + int(w * 0.8)]
+    brighter = np.clip(crop.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
+    with Index.open(sample_index) as index:
+        top = index.search(brighter)[0]
+    assert top.refined
+    # The targets allow a perturbed query 1 s; a clipped, brightened crop of a moving shot lands
+    # a few frames off, still far nearer than its key frame.
+    assert abs(top.time - true_time) <= 0.5 < abs(top.keyframe_time - true_time)
+
+
+def test_no_refine_keeps_the_key_frame_time(sample_index, query_frame):
+    rgb, _ = query_frame
+    with Index.open(sample_index) as index:
+        plain = index.search(rgb, refine=False)
+    assert all(not m.refined and m.time == m.keyframe_time and m.frame == m.keyframe_frame
+               for m in plain)
+    assert all(m.segment[0] <= m.keyframe_time < m.segment[1] for m in plain)
+
+
+def test_cli_json_keeps_the_contract_and_adds_the_moment(sample_index, query_frame, tmp_path,
+                                                         capsys):
+    rgb, true_time = query_frame
+    image = _jpeg(rgb, tmp_path / "still.jpg")
+    assert main(["search", str(image), "--index", str(sample_index), "--json", "--top", "3"]) == 0
+    refined = json.loads(capsys.readouterr().out)["results"]
+    assert main(["search", str(image), "--index", str(sample_index), "--json", "--top", "3",
+                 "--no-refine"]) == 0
+    fast = json.loads(capsys.readouterr().out)["results"]
+    for result in refined + fast:
+        assert {"video", "time", "frame", "distance", "keyframe_time", "keyframe_frame",
+                "segment"} <= result.keys()
+        assert len(result["segment"]) == 2
+    assert abs(refined[0]["time"] - true_time) <= 2 / FPS
+    assert refined[0]["keyframe_time"] == fast[0]["keyframe_time"]
+    assert [r["time"] for r in fast] == [r["keyframe_time"] for r in fast]
+    assert [r["frame"] for r in fast] == [r["keyframe_frame"] for r in fast]
+
+
+def test_cli_text_shows_the_moment_and_its_key_frame(sample_index, query_frame, tmp_path,
+                                                     capsys):
+    image = _jpeg(query_frame[0], tmp_path / "still.jpg")
+    assert main(["search", str(image), "--index", str(sample_index), "--top", "1"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert "00:41.6" in line and "key frame 00:40.5" in line and "segment" in line
+
+
+def test_index_without_tracks_refines_by_decoding(sample_index, query_frame, tmp_path):
+    """An index built before tracks existed: the spans are decoded at query time instead."""
+    copy = tmp_path / "index"
+    shutil.copytree(sample_index, copy)
+    for file in copy.glob(TRACKS_FILE + "*"):
+        file.unlink()
+    rgb, true_time = query_frame
+    with Index.open(copy) as index:
+        top = index.search(rgb)[0]
+    assert top.refined
+    assert abs(top.time - true_time) <= 2 / FPS
+
+
+def test_removing_a_video_removes_its_track(sample_index, tmp_path):
+    copy = tmp_path / "index"
+    shutil.copytree(sample_index, copy)
+    with Index.open(copy) as index:
+        video = next(v for v in index.videos() if v.path.endswith(BBB.name))
+        assert index.tracks.get(video.path, video.content_id) is not None
+        index.remove(video.path)
+        assert index.tracks.get(video.path, video.content_id) is None
+
+
+def test_track_samples_eight_a_second_and_round_trips(sample_videos):
+    builder = TrackBuilder()
+    frames = sum(1 for _ in builder.observe(iter_frames(sample_videos / "bikes.mp4")))
+    track = builder.track()
+    assert frames == 250  # frames pass through untouched
+    assert len(track) == 80  # 10 s at 25 fps, on an 8 per second grid
+    assert np.all(np.diff(track.times) > 0.1) and np.all(np.diff(track.times) < 0.17)
+    again = Track.from_bytes(track.to_bytes())
+    assert np.array_equal(again.signatures, track.signatures)
+    assert np.array_equal(again.frames, track.frames)
+    assert np.array_equal(again.times, track.times)
+
+
+def test_placement_finds_a_crop_and_a_frame_inside_a_page(query_frame):
+    frame = grey(query_frame[0])  # 180 × 320
+    crop = frame[30:150, 48:256]
+    best = max(candidate_placements(crop, frame), key=lambda p: p.score)
+    assert best.x == pytest.approx(48 / 320, abs=0.03)
+    assert best.y == pytest.approx(30 / 180, abs=0.03)
+    assert best.width == pytest.approx(208 / 320, abs=0.04)
+    page = np.full((400, 520), 230.0, dtype=np.float32)
+    page[100:280, 150:470] = frame
+    inset = max(candidate_placements(page, frame), key=lambda p: p.score)
+    cells, covered = query_signature(page, inset)
+    whole, _ = query_signature(frame, FULL_FRAME)
+    assert covered.sum() > 0.8 * covered.size
+    # Scales are tried in steps of 0.05, so the inset is placed to within a few percent.
+    assert np.corrcoef(cells[covered], whole[covered])[0, 1] > 0.95
+
+
+def test_segment_of():
+    spans = [(1.0, 2.0), (5.0, 6.0)]
+    assert segment_of(5.5, spans) == (5.0, 6.0)
+    assert segment_of(2.3, spans) == (1.0, 2.3)
+    assert segment_of(4.8, spans) == (4.8, 6.0)
+
+
+def test_localisation_metrics():
+    samples = [
+        LocalisationSample(True, 10.0, 11.5, 10.04, 0.010),
+        LocalisationSample(True, 20.0, 20.7, 20.0, 0.030),
+        LocalisationSample(False, 30.0, 3.0, 3.0, 0.020),
+    ]
+    table = localisation_metrics(samples)
+    assert table["key frame"]["within_1s"] == pytest.approx(1 / 3)
+    assert table["key frame"]["within_2s"] == pytest.approx(2 / 3)
+    assert table["refined"]["within_0.5s"] == pytest.approx(2 / 3)
+    assert table["refined"]["median_error_s"] == pytest.approx(0.02)
+    assert table["refined"]["added_ms_median"] == pytest.approx(20.0)
+    assert table["key frame"]["added_ms_median"] == 0.0
+
+
+def test_query_bytes_and_arrays_give_the_same_moment(sample_index, query_frame):
+    rgb, _ = query_frame
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    with Index.open(sample_index) as index:
+        assert index.search(buffer.getvalue(), top=1)[0].frame == index.search(rgb, top=1)[0].frame
