@@ -117,28 +117,36 @@ def load_queries(eval_out: Path, out: Path, extractor: FeatureExtractor, videos:
     pool5, total = pool5[keep], total[keep]
 
     trim_file = out / f"trimmed-{key}.npz"
+    cached: dict[str, tuple[bool, np.ndarray, float]] = {}
     if trim_file.exists():
         with np.load(trim_file) as data:
-            trimmed_all, maps_all, trim_ms_all = data["trimmed"], data["pool5"], data["trim_ms"]
-            cached_ids = list(data["ids"])
-        index = [cached_ids.index(q.id) for q in queries]
-        return QuerySet(queries, pool5, maps_all[index], trimmed_all[index],
-                        trim_ms_all[index], total * 1000)
-    trimmed, maps, trim_ms = [], [], []
+            cached = {str(i): (bool(t), m, float(ms)) for i, t, m, ms in zip(
+                data["ids"], data["trimmed"], data["pool5"], data["trim_ms"], strict=True)}
     for q, original in zip(queries, pool5, strict=True):
-        rgb = load_image(query_dir / q.file)
-        start = time.perf_counter()
-        top, bottom, left, right = trim_borders(rgb)
-        trim_ms.append((time.perf_counter() - start) * 1000)
-        cut = (top, bottom, left, right) != (0, rgb.shape[0], 0, rgb.shape[1])
-        trimmed.append(cut)
-        maps.append(extractor.pool5(extractor.resize(
-            np.ascontiguousarray(rgb[top:bottom, left:right]))[None])[0] if cut else original)
+        if q.id not in cached:
+            cached[q.id] = trimmed_query(query_dir / q.file, original, extractor)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(trim_file, ids=np.array([q.id for q in queries]), trimmed=np.array(trimmed),
-             pool5=np.stack(maps), trim_ms=np.array(trim_ms))
-    return QuerySet(queries, pool5, np.stack(maps), np.array(trimmed), np.array(trim_ms),
+    np.savez(trim_file, ids=np.array(list(cached)),
+             trimmed=np.array([t for t, _, _ in cached.values()]),
+             pool5=np.stack([m for _, m, _ in cached.values()]),
+             trim_ms=np.array([ms for _, _, ms in cached.values()]))
+    rows = [cached[q.id] for q in queries]
+    return QuerySet(queries, pool5, np.stack([m for _, m, _ in rows]),
+                    np.array([t for t, _, _ in rows]), np.array([ms for _, _, ms in rows]),
                     total * 1000)
+
+
+def trimmed_query(file: Path, original: np.ndarray, extractor: FeatureExtractor
+                  ) -> tuple[bool, np.ndarray, float]:
+    """Whether borders were trimmed, the pool5 maps of the content, and the trimming's ms."""
+    rgb = load_image(file)
+    start = time.perf_counter()
+    top, bottom, left, right = trim_borders(rgb)
+    trim_ms = (time.perf_counter() - start) * 1000
+    if (top, bottom, left, right) == (0, rgb.shape[0], 0, rgb.shape[1]):
+        return False, original, trim_ms
+    content = np.ascontiguousarray(rgb[top:bottom, left:right])
+    return True, extractor.pool5(extractor.resize(content)[None])[0], trim_ms
 
 
 # -- representations -----------------------------------------------------------------------------
@@ -199,7 +207,7 @@ class Variant:
     encoder: Encoder
     trim: bool = False
     verify: bool = False
-    aggregate: bool = False
+    aggregate: int = 0  # results grouped by video, videos ranked by their best `aggregate`
 
 
 @dataclass
@@ -219,7 +227,7 @@ class Searcher:
         if self.locals_w is not None:
             self.locals_ = local_features(self.db.pool5, self.locals_w).astype(np.float16)
 
-    def search(self, pool5: np.ndarray, verify: bool, aggregate: bool
+    def search(self, pool5: np.ndarray, verify: bool, aggregate: int
                ) -> tuple[list[Result], float]:
         """One query's maps → top results and the score that the "no match" answer thresholds."""
         coarse, fine = self.encoder.encode(pool5[None])
@@ -237,7 +245,7 @@ class Searcher:
             rows = np.concatenate([head[order], rows[VERIFY:]])
             scores = np.concatenate([head_scores[order], scores[VERIFY:] + 0.0])
         videos = self.db.videos[rows]
-        ranked = aggregate_videos(videos, scores)
+        ranked = aggregate_videos(videos, scores, max(1, aggregate))
         if aggregate:  # the best video's key frames first, then the next video's, ...
             rank = {video: i for i, (video, _) in enumerate(ranked)}
             order = np.argsort([rank[v] for v in videos], kind="stable")
@@ -289,9 +297,11 @@ def variants() -> list[Variant]:
         Variant("R-MAC + whitening", RMAC()),
         Variant("R-MAC + whitening + trim", RMAC(), trim=True),
         Variant("R-MAC + trim + verify", RMAC(), trim=True, verify=True),
-        Variant("R-MAC + trim + verify + video agg.", RMAC(), trim=True, verify=True,
-                aggregate=True),
-        Variant("R-MAC + trim + video agg.", RMAC(), trim=True, aggregate=True),
+        Variant("R-MAC + trim + verify + video agg. (best 3)", RMAC(), trim=True, verify=True,
+                aggregate=3),
+        Variant("R-MAC + trim + video agg. (best 3)", RMAC(), trim=True, aggregate=3),
+        Variant("faithful + video agg. (best 1)", Faithful(), aggregate=1),
+        Variant("R-MAC + trim + video agg. (best 1)", RMAC(), trim=True, aggregate=1),
     ]
 
 
@@ -392,7 +402,7 @@ def main() -> None:
                                       if q.set == s)) for s in SETS},
                "table": table, "no_match": []}
     if not args.skip_no_match:
-        for variant in (variants()[0], variants()[-1], variants()[-2]):
+        for variant in (variants()[0], *variants()[-4:]):
             study = no_match_study(analyses, config, qs, variant)
             print(json.dumps(study), flush=True)
             results["no_match"].append(study)
