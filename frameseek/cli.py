@@ -35,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
 
     index = commands.add_parser("index", help="add videos (files or folders) to an index")
     index.add_argument("paths", nargs="+", metavar="PATH")
-    index.add_argument("--index", required=True, type=Path, metavar="DIR")
+    _add_location(index)
+    index.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="analyse the videos on Ray: a cluster's ADDRESS, or alone for a "
+                            "local Ray (put it after the paths or write --ray=ADDRESS)")
+    index.add_argument("--ray-cpus", type=int, metavar="N",
+                       help="CPUs of the local Ray started by --ray (default: all)")
     index.add_argument("--theta", type=_positive(float, zero=True), default=IndexConfig.theta,
                        help="key-frame threshold θ of Algorithm 1 (default %(default)s)")
     index.add_argument("--sample-fps", type=_positive(float), default=IndexConfig.sample_fps,
@@ -46,21 +51,24 @@ def _parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="find the videos and moments an image comes from")
     search.add_argument("images", nargs="+", metavar="IMAGE")
-    search.add_argument("--index", required=True, type=Path, metavar="DIR")
+    _add_location(search)
     search.add_argument("--top", type=_positive(int), default=12, metavar="N")
     search.add_argument("--candidates", type=_positive(int), default=100, metavar="M",
                         help="coarse-stage candidates re-ranked on the 512-d descriptor")
     search.add_argument("--json", action="store_true", help="one JSON object per query per line")
+    search.add_argument("--no-refine", dest="refine", action="store_false",
+                        help="answer with key frame times only, skipping the search for the exact "
+                             "moment (docs/localize.md): the fastest answer")
     search.set_defaults(run=_search)
 
     info = commands.add_parser("info", help="what an index holds")
-    info.add_argument("--index", required=True, type=Path, metavar="DIR")
+    _add_location(info)
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=_info)
 
     remove = commands.add_parser("remove", help="remove a video from an index")
     remove.add_argument("video", metavar="VIDEO")
-    remove.add_argument("--index", required=True, type=Path, metavar="DIR")
+    _add_location(remove)
     remove.set_defaults(run=_remove)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
@@ -84,6 +92,15 @@ def _positive(kind: Callable[[str], float], zero: bool = False) -> Callable[[str
     return parse
 
 
+def _add_location(parser: argparse.ArgumentParser) -> None:
+    """`--index DIR` (the embedded store) or `--store URI` (Milvus); both give `args.index`."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--index", type=Path, metavar="DIR")
+    where.add_argument("--store", dest="index", metavar="URI",
+                       help="milvus://HOST:PORT/COLLECTION or milvus-lite:///path/file.db "
+                            "(docs/scale-out.md)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -100,7 +117,13 @@ def _index(args: argparse.Namespace) -> int:
     config = IndexConfig(theta=args.theta, sample_fps=args.sample_fps)
     with Index.open(args.index, config, create=True) as index:
         progress = _Progress(bars=not args.quiet)
-        report = index.add(args.paths, on_video=progress.on_video, on_done=progress.on_done)
+        if args.ray is None:
+            report = index.add(args.paths, on_video=progress.on_video, on_done=progress.on_done)
+        else:
+            from frameseek.distributed import index_with_ray
+
+            report = index_with_ray(index, args.paths, address=args.ray, num_cpus=args.ray_cpus,
+                                    on_done=progress.on_done)
     print(
         f"indexed {len(report.added)} videos ({len(report.unchanged)} unchanged, "
         f"{len(report.skipped)} skipped): {report.frames} frames → {report.keyframes} key frames, "
@@ -141,7 +164,8 @@ def _search(args: argparse.Namespace) -> int:
     with Index.open(args.index) as index:
         for image in args.images:
             try:
-                matches = index.search(image, top=args.top, candidates=args.candidates)
+                matches = index.search(image, top=args.top, candidates=args.candidates,
+                                       refine=args.refine)
             except QueryError as exc:
                 print(f"frameseek: {exc}", file=sys.stderr)
                 status = EXIT_ERROR
@@ -151,8 +175,10 @@ def _search(args: argparse.Namespace) -> int:
                 continue
             print(f"{image}:")
             for rank, m in enumerate(matches, 1):
+                found = (f"  (key frame {format_time(m.keyframe_time)}, segment "
+                         f"{m.segment[0]:.2f}-{m.segment[1]:.2f} s)" if m.refined else "")
                 print(f"  {rank:2d}. {m.video}  {format_time(m.time)}  ({m.time:.2f} s, "
-                      f"frame {m.frame})  distance {m.distance:.2f}")
+                      f"frame {m.frame})  distance {m.distance:.2f}{found}")
     return status
 
 

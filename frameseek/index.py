@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from frameseek.features import BACKBONE_NAME, WEIGHTS_SHA256, FeatureExtractor, Features
-from frameseek.keyframes import KeyFrameExtractor, KeyFrameResult
+from frameseek.keyframes import KeyFrame, KeyFrameExtractor, KeyFrameResult
+from frameseek.localize import Localizer, Track, TrackBuilder, TrackStore, segment_of
 from frameseek.query import ImageInput, load_image
 from frameseek.search import CoarseToFine
 from frameseek.store.base import Store, StoreError, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
+from frameseek.store.uri import open_store
 from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, iter_frames, probe
 
 WRITE_LOCK = "write.lock"
@@ -60,10 +62,19 @@ class Match:
     distance: float
     keyframe_id: int
     segments: list[tuple[float, float]]
+    # `time` and `frame` are the moment found; these are the matched key frame's own, and the
+    # span of its segments that the moment lies in (see frameseek/localize.py).
+    keyframe_time: float = 0.0
+    keyframe_frame: int = 0
+    segment: tuple[float, float] = (0.0, 0.0)
+    refined: bool = False
 
     def to_json(self) -> dict:
         return {"video": self.video, "time": round(self.time, 4), "frame": self.frame,
-                "distance": round(self.distance, 4)}
+                "distance": round(self.distance, 4), "keyframe_time": round(self.keyframe_time, 4),
+                "keyframe_frame": self.keyframe_frame,
+                "segment": [round(self.segment[0], 4), round(self.segment[1], 4)],
+                "refined": self.refined}
 
 
 @dataclass
@@ -120,6 +131,8 @@ class Index:
         self.directory = directory
         self._extractor: FeatureExtractor | None = None
         self._searcher: CoarseToFine | None = None
+        self.tracks = TrackStore(directory) if directory is not None else None
+        self.localizer = Localizer(store, self.tracks)
 
     @classmethod
     def open(cls, directory: str | Path, config: IndexConfig | None = None,
@@ -129,8 +142,7 @@ class Index:
         A `config` whose query pipeline differs from the one the index was built with is refused:
         its vectors would not be comparable.
         """
-        directory = Path(directory)
-        store = EmbeddedStore(directory, create=create)
+        store = open_store(directory, create=create)  # a directory, or a Milvus URI
         stored = store.get_config()
         if stored is None:
             config = config or IndexConfig()
@@ -152,7 +164,7 @@ class Index:
                     f"this frameseek computes {BACKBONE_NAME} ({WEIGHTS_SHA256[:12]})"
                 )
             config = config or built
-        return cls(store, config, directory)
+        return cls(store, config, store.directory if isinstance(store, EmbeddedStore) else None)
 
     @classmethod
     def create(cls, directory: str | Path, config: IndexConfig | None = None) -> Index:
@@ -160,6 +172,8 @@ class Index:
 
     def close(self) -> None:
         self.store.close()
+        if self.tracks is not None:
+            self.tracks.close()
 
     def __enter__(self) -> Index:
         return self
@@ -225,9 +239,7 @@ class Index:
             if existing is not None and existing.content_id == identity:
                 report.unchanged.append(name)
                 return existing, None
-            info = probe(path)
-            on_frame = on_video(path, info.frames) if on_video else None
-            result = self.keyframe_extractor().extract(iter_frames(path), on_frame)
+            video = analyse_video(path, identity, self.keyframe_extractor(), on_video)
         except VideoError as exc:
             report.skipped[name] = str(exc)
             return None, str(exc)
@@ -235,10 +247,17 @@ class Index:
             reason = exc.strerror or str(exc)
             report.skipped[name] = reason
             return None, reason
-        record = self.store.add_video(_video_record(name, identity, info, result),
-                                      result.keyframes)
+        record = self.put(video)
         report.added.append(record)
         return record, None
+
+    def put(self, video: AnalysedVideo) -> VideoRecord:
+        """Write one analysed video (replacing any entry for its path); the caller holds
+        `_writing()`. Distributed indexing analyses elsewhere and writes through here."""
+        record = self.store.add_video(video.record, video.keyframes)
+        if self.tracks is not None:
+            self.tracks.put(video.record.path, video.record.content_id, video.track)
+        return record
 
     def keyframe_extractor(self) -> KeyFrameExtractor:
         c = self.config
@@ -248,6 +267,8 @@ class Index:
 
     def remove(self, video: str | Path) -> bool:
         with self._writing():
+            if self.tracks is not None:
+                self.tracks.remove(str(video))
             return self.store.remove_video(str(video))
 
     # -- reading ---------------------------------------------------------------------------
@@ -266,17 +287,29 @@ class Index:
         pixels = self.extractor.resize(load_image(image))
         return self.extractor.transform(pixels[None])
 
-    def search(self, image: ImageInput, top: int = 12, candidates: int = 100) -> list[Match]:
-        """Best-matching key frames for a query image (path, bytes, PIL image or RGB array)."""
-        features = self.embed(image)
-        return self.search_features(features.index[0], features.descriptors[0], top, candidates)
+    def search(self, image: ImageInput, top: int = 12, candidates: int = 100,
+               refine: bool = True, refine_videos: int = 3) -> list[Match]:
+        """Best-matching key frames for a query image (path, bytes, PIL image or RGB array).
+
+        With `refine`, the best match of each of the first `refine_videos` videos is moved from its
+        key frame's time to the moment the query shows (frameseek/localize.py).
+        """
+        pixels = load_image(image)
+        features = self.embed(pixels)
+        matches = self.search_features(features.index[0], features.descriptors[0], top,
+                                       candidates)
+        return self.localizer.refine(pixels, matches, refine_videos) if refine else matches
 
     def search_features(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
                         candidates: int = 100) -> list[Match]:
-        hits = self.searcher().search(index, descriptor, top, candidates)
+        # A store that searches itself (Milvus) runs both stages there, with no local snapshot.
+        store_search = getattr(self.store, "search", None)
+        searcher = store_search or self.searcher().search
+        hits = searcher(index, descriptor, top, candidates)
         records = {r.id: r for r in self.store.keyframes([h.keyframe_id for h in hits])}
         return [
-            Match(r.video, r.time, r.frame, h.distance, r.id, r.segments)
+            Match(r.video, r.time, r.frame, h.distance, r.id, r.segments, r.time, r.frame,
+                  segment_of(r.time, r.segments))
             for h in hits if (r := records.get(h.keyframe_id)) is not None
         ]
 
@@ -285,7 +318,7 @@ class Index:
         frames = sum(v.frames for v in videos)
         keyframes = sum(v.keyframes for v in videos)
         return {
-            "index": str(self.directory),
+            "index": str(self.directory or getattr(self.store, "uri", "")),
             "videos": len(videos),
             "duration_s": round(sum(v.duration for v in videos), 3),
             "frames": frames,
@@ -293,6 +326,27 @@ class Index:
             "compression_ratio": round(1 - keyframes / frames, 4) if frames else 0.0,
             "config": asdict(self.config),
         }
+
+
+@dataclass(frozen=True)
+class AnalysedVideo:
+    """Everything indexing computes for one video, before anything is written."""
+
+    record: VideoRecord
+    keyframes: list[KeyFrame]
+    track: Track
+
+
+def analyse_video(path: Path, identity: str, extractor: KeyFrameExtractor,
+                  on_video: Callable | None = None) -> AnalysedVideo:
+    """Decode one video once: key frames (Algorithm 1) and the localisation track. Raises
+    VideoError or OSError for a file that cannot be read as video."""
+    info = probe(path)
+    on_frame = on_video(path, info.frames) if on_video else None
+    track = TrackBuilder()
+    result = extractor.extract(track.observe(iter_frames(path)), on_frame)
+    return AnalysedVideo(_video_record(str(path), identity, info, result), result.keyframes,
+                         track.track())
 
 
 def _video_record(name: str, identity: str, info, result: KeyFrameResult) -> VideoRecord:

@@ -56,6 +56,11 @@ class SearchResult(BaseModel):
     time: float
     frame: int
     distance: float
+    # `time`/`frame` are the refined moment; the matched key frame's own and its segment follow.
+    keyframe_time: float
+    keyframe_frame: int
+    segment: tuple[float, float]
+    refined: bool
     thumbnail_url: str
     video_url: str | None  # None only if the video was removed while the query ran
 

@@ -33,7 +33,8 @@ def test_search_finds_the_moment_a_still_comes_from(server: Server) -> None:
     assert abs(first["time"] - QUERY_TIME) < 1.0
     assert answer["took_ms"] > 0
     assert len(answer["results"]) == 12  # the default `top`
-    assert set(first) == {"video", "time", "frame", "distance", "thumbnail_url", "video_url"}
+    assert set(first) == {"video", "time", "frame", "distance", "thumbnail_url", "video_url",
+                          "keyframe_time", "keyframe_frame", "segment", "refined"}
 
 
 def test_search_answers_in_the_order_of_the_cli(server: Server, sample_index: Path) -> None:
