@@ -8,7 +8,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from frameseek.eval.run import Settings, run
 from frameseek.index import IndexConfig
 
 SMOKE_QUERIES_PER_VIDEO = 3
@@ -36,6 +35,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Imported here: the harness pulls in scikit-learn and matplotlib, seconds that every other
+    # `frameseek` command would pay at start-up.
+    from frameseek.eval.run import Settings, run
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     per_video = args.queries_per_video or (SMOKE_QUERIES_PER_VIDEO if args.smoke else 5)
     settings = Settings(corpus=args.corpus, out=args.out, per_video=per_video, seed=args.seed,

@@ -33,10 +33,12 @@ PAGE_SIZE = 16_384
 DESCRIPTOR_DTYPE = np.float16
 DERIVED = b""  # index_vector of schema-2 rows: computed from the descriptor when loaded
 
+# AUTOINCREMENT: ids are never reused after a removal, so a URL or cache keyed by id (thumbnails,
+# video files) can never show another key frame's or video's content.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS videos (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     path TEXT NOT NULL UNIQUE,
     content_id TEXT NOT NULL,
     size INTEGER NOT NULL,
@@ -49,7 +51,7 @@ CREATE TABLE IF NOT EXISTS videos (
 );
 CREATE INDEX IF NOT EXISTS videos_content ON videos(content_id);
 CREATE TABLE IF NOT EXISTS keyframes (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
     frame INTEGER NOT NULL,
     time REAL NOT NULL,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from frameseek.features import mean_pool_channels
 from frameseek.index import Index
+from frameseek.keyframes import KeyFrame
 from frameseek.query import load_image
 from frameseek.search import CoarseToFine
 from frameseek.store.base import Vectors
@@ -77,3 +79,24 @@ def test_float16_descriptors_change_search_results_only_among_near_ties(sample_i
         found_in_float32 = [float(np.linalg.norm(features.descriptors[row[h.keyframe_id]]
                                                  - descriptor)) for h in found]
         np.testing.assert_allclose(found_in_float32, [h.distance for h in truth], rtol=1e-3)
+
+
+def test_ids_are_not_reused_after_a_removal(tmp_path: Path, sample_index: Path) -> None:
+    """A removed video's key-frame ids never come back, so id-keyed URLs stay truthful."""
+    copy = tmp_path / "index"
+    shutil.copytree(sample_index, copy)
+    store = EmbeddedStore(copy)
+    try:
+        video = store.videos()[-1]
+        before = set(store.vectors().ids.tolist())
+        removed_max = int(max(before))
+        keyframes = [
+            KeyFrame(frame=0, time=0.0, descriptor=np.ones(512, np.float32),
+                     index=np.ones(64, np.float32), segments=[(0.0, 0.5)], thumbnail=b"")
+        ]
+        store.remove_video(video.path)
+        store.add_video(replace(video, path="again.mp4", id=None), keyframes)
+        new_ids = set(store.vectors().ids.tolist()) - before
+        assert new_ids and min(new_ids) > removed_max
+    finally:
+        store.close()
