@@ -16,6 +16,7 @@ import numpy as np
 
 from frameseek.eval.analysis import VideoAnalysis, cached_analysis
 from frameseek.eval.gallery import write_gallery
+from frameseek.eval.localisation import evaluate as evaluate_localisation
 from frameseek.eval.methods import (
     KeyFrames,
     Method,
@@ -99,6 +100,11 @@ def run(settings: Settings) -> dict:
                         SMOKE_THETAS if settings.smoke else THETAS)
     log.info("θ sweep done")
 
+    index_bytes = directory_bytes(out / "index")  # before the localisation tracks join it
+    localisation = evaluate_localisation(ours.index, queries, inputs, out / "cache" / "tracks")
+    localisation["index_bytes_without_tracks"] = index_bytes
+    log.info("localisation measured")
+
     results = {
         "meta": meta(settings, config),
         "corpus": corpus_summary(videos, analyses, queries),
@@ -115,8 +121,9 @@ def run(settings: Settings) -> dict:
             }
             for m in methods
         },
-        "ours_index_bytes_per_keyframe": directory_bytes(out / "index") / max(1, ours.entries),
+        "ours_index_bytes_per_keyframe": index_bytes / max(1, ours.entries),
         "theta_sweep": sweep,
+        "localisation": localisation,
     }
     write_gallery(out / "gallery.html", gallery_picks(outcomes["Ours"], settings.seed),
                   query_dir, ours.index.store.thumbnail)

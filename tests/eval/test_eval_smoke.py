@@ -48,6 +48,30 @@ def test_every_method_and_set_is_reported_with_figures_in_range(evaluation: Path
     assert "## Accuracy, plain queries" in report and "## Accuracy, perturbed queries" in report
 
 
+def test_localisation_is_reported_for_both_sets_with_and_without_refinement(
+        evaluation: Path) -> None:
+    found = results(evaluation)["localisation"]
+    assert set(found["sets"]) == {"plain", "perturbed"}
+    for set_name, modes in found["sets"].items():
+        assert set(modes) == {"key frame", "refined"}
+        for mode, f in modes.items():
+            assert f["queries"] == 6
+            shares = [f[k] for k in ("within_0.5s", "within_1s", "within_2s")]
+            assert all(0.0 <= v <= 1.0 for v in shares), (set_name, mode)
+            assert shares == sorted(shares) and shares[-1] <= f["correct_video"] + 1e-9
+        assert modes["key frame"]["added_ms_median"] == 0.0
+        assert 0 < modes["refined"]["added_ms_median"] <= modes["refined"]["added_ms_p95"]
+    # Plain queries are frames of the indexed videos: refinement puts them on the moment.
+    plain = found["sets"]["plain"]["refined"]
+    assert plain["median_error_s"] < 0.1
+    assert found["track_bytes"] > 0
+    report = (evaluation / "report.md").read_text()
+    assert "## Localisation (the exact moment)" in report
+    for set_name in ("plain", "perturbed"):
+        for mode in ("key frame", "refined"):
+            assert f"| {set_name} (6) | {mode} |" in report
+
+
 def test_ours_finds_the_right_video_for_plain_queries(evaluation: Path) -> None:
     plain = results(evaluation)["methods"]["Ours"]["sets"]["plain"]
     assert plain["top1_video"] > 0.5
