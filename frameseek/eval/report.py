@@ -138,7 +138,7 @@ def _perturbation_table(methods: dict) -> list[str]:
 
 def _localisation(found: dict) -> list[str]:
     rows = ["Ours' top result for each query, at its key frame's time and refined to the moment "
-            "(`Index.search` with and without `--no-refine`; frameseek/localize.py). Within: "
+            "(`Index.search` with `refine=False` and by default; frameseek/localize.py). Within: "
             "share of all queries whose top result is the right video within that many seconds "
             "of the true time; the median error is over right-video results.",
             "",
