@@ -253,11 +253,14 @@ class Index:
 
     def put(self, video: AnalysedVideo) -> VideoRecord:
         """Write one analysed video (replacing any entry for its path); the caller holds
-        `_writing()`. Distributed indexing analyses elsewhere and writes through here."""
-        record = self.store.add_video(video.record, video.keyframes)
+        `_writing()`. Distributed indexing analyses elsewhere and writes through here.
+
+        The track goes first: a crash between the two writes then leaves at worst an unused
+        track (keyed by content, replaced on the rerun that re-indexes the video), never an
+        indexed video whose track is missing for good."""
         if self.tracks is not None:
             self.tracks.put(video.record.path, video.record.content_id, video.track)
-        return record
+        return self.store.add_video(video.record, video.keyframes)
 
     def keyframe_extractor(self) -> KeyFrameExtractor:
         c = self.config
@@ -267,9 +270,10 @@ class Index:
 
     def remove(self, video: str | Path) -> bool:
         with self._writing():
+            removed = self.store.remove_video(str(video))
             if self.tracks is not None:
                 self.tracks.remove(str(video))
-            return self.store.remove_video(str(video))
+            return removed
 
     # -- reading ---------------------------------------------------------------------------
 
