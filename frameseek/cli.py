@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from frameseek.features import WeightsError
-from frameseek.index import Index, IndexConfig, IndexLocked
+from frameseek.index import Index, IndexConfig
 from frameseek.query import QueryError
 from frameseek.store.base import StoreError, VideoRecord
 from frameseek.video import Frame, format_time
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (QueryError, StoreError, IndexLocked, WeightsError) as exc:
+    except (QueryError, StoreError, WeightsError) as exc:  # IndexLocked is a StoreError
         print(f"frameseek: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -27,8 +27,8 @@ from frameseek.index import (
     analyse_video,
     content_id,
     find_videos,
+    keyframe_extractor,
 )
-from frameseek.keyframes import KeyFrameExtractor
 from frameseek.store.base import VideoRecord
 from frameseek.video import VideoError, check_file
 
@@ -54,10 +54,7 @@ def analyse_task(path: str, known_content_id: str | None, config: IndexConfig,
         if identity == known_content_id:
             return Outcome(path)
         features = FeatureExtractor(input_size=config.input_size, threads=threads)
-        # KEYFRAME_ONLY names exactly the parameters of Algorithm 1 that the extractor takes.
-        extractor = KeyFrameExtractor(
-            features, **{name: getattr(config, name) for name in IndexConfig.KEYFRAME_ONLY}
-        )
+        extractor = keyframe_extractor(config, features)
         return Outcome(path, analyse_video(Path(path), identity, extractor))
     except VideoError as exc:
         return Outcome(path, skipped=str(exc))

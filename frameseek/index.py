@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from frameseek.features import BACKBONE_NAME, WEIGHTS_SHA256, FeatureExtractor, Features
-from frameseek.keyframes import KeyFrame, KeyFrameExtractor, KeyFrameResult
+from frameseek.keyframes import KeyFrame, KeyFrameExtractor, KeyFrameResult, StageTimer
 from frameseek.localize import Localizer, Track, TrackBuilder, TrackStore, segment_of
 from frameseek.query import ImageInput, load_image
 from frameseek.search import CoarseToFine
@@ -263,10 +263,7 @@ class Index:
         return self.store.add_video(video.record, video.keyframes)
 
     def keyframe_extractor(self) -> KeyFrameExtractor:
-        c = self.config
-        return KeyFrameExtractor(self.extractor, theta=c.theta, sample_fps=c.sample_fps,
-                                 samples_per_cluster=c.samples_per_cluster, seed=c.seed,
-                                 cluster_size=c.cluster_size)
+        return keyframe_extractor(self.config, self.extractor)
 
     def remove(self, video: str | Path) -> bool:
         with self._writing():
@@ -339,6 +336,13 @@ class AnalysedVideo:
     record: VideoRecord
     keyframes: list[KeyFrame]
     track: Track
+
+
+def keyframe_extractor(config: IndexConfig, features: FeatureExtractor,
+                       timer: StageTimer | None = None) -> KeyFrameExtractor:
+    """Algorithm 1 with the parameters an index records (KEYFRAME_ONLY names exactly those)."""
+    parameters = {name: getattr(config, name) for name in IndexConfig.KEYFRAME_ONLY}
+    return KeyFrameExtractor(features, timer=timer, **parameters)
 
 
 def analyse_video(path: Path, identity: str, extractor: KeyFrameExtractor,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from frameseek.index import Index, IndexConfig, analyse_video, content_id
-from frameseek.keyframes import KeyFrameExtractor, StageTimer
+from frameseek.index import Index, IndexConfig, analyse_video, content_id, keyframe_extractor
+from frameseek.keyframes import StageTimer
 
 
 def peak_rss_mb() -> float:
@@ -29,11 +29,7 @@ def run(video: Path, config: IndexConfig | None = None, queries: int = 5) -> dic
         with Index.create(Path(scratch) / "index", config) as index:
             with timer.stage("model_load"):
                 extractor = index.extractor
-            keyframes = KeyFrameExtractor(
-                extractor, theta=config.theta, sample_fps=config.sample_fps,
-                samples_per_cluster=config.samples_per_cluster, seed=config.seed, timer=timer,
-                cluster_size=config.cluster_size,
-            )
+            keyframes = keyframe_extractor(config, extractor, timer)
             # The product's own path (key frames and localisation track, then one write), so
             # the query latency below is that of a normally built index.
             analysed = analyse_video(video, content_id(video), keyframes)

@@ -31,6 +31,8 @@ import imageio_ffmpeg
 import numpy as np
 from numpy.typing import NDArray
 
+from frameseek.keyframes import color_histogram
+
 log = logging.getLogger(__name__)
 
 Image = NDArray[np.uint8]
@@ -142,15 +144,6 @@ SOURCE_ERRORS = (OSError, KeyError, ValueError, subprocess.CalledProcessError, a
 
 
 # --- shot boundaries (pure) -------------------------------------------------------------------
-
-
-def colour_histogram(frame: Image, bins: int = 8) -> Floats:
-    """Joint RGB histogram of an (H, W, 3) uint8 frame, normalised to sum 1."""
-    q = frame.astype(np.int64) * bins // 256
-    idx = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
-    hist = np.bincount(idx.ravel(), minlength=bins**3).astype(np.float64)
-    normalised: Floats = hist / hist.sum()
-    return normalised
 
 
 def histogram_distances(hists: Floats) -> Floats:
@@ -424,7 +417,7 @@ def _bbb_clips(out_dir: Path, cache: Path, work: Path) -> list[Entry]:
 
     log.info("scanning Big Buck Bunny for shot boundaries")
     thumbs, times, duration = scan_video(film)
-    hists = np.stack([colour_histogram(t) for t in thumbs])
+    hists = np.stack([color_histogram(t) for t in thumbs])
     cuts = detect_cuts(histogram_distances(hists))
     clips = plan_clips(cuts, times, duration)
     log.info("%d cuts -> %d clips", len(cuts), len(clips))

@@ -14,7 +14,6 @@ from frameseek.eval import corpus
 from frameseek.eval.corpus import (
     CorpusError,
     Entry,
-    colour_histogram,
     detect_cuts,
     histogram_distances,
     plan_clips,
@@ -22,6 +21,7 @@ from frameseek.eval.corpus import (
     summarize,
     write_manifest,
 )
+from frameseek.keyframes import color_histogram
 
 FIXTURE = Path(__file__).parents[2] / "samples" / "videos" / "big_buck_bunny_60s.mp4"
 # Shot starts in the fixture (film 60-120 s); the same cuts are found, 1440 frames later, when
@@ -35,7 +35,7 @@ def solid(colour: tuple[int, int, int], n: int) -> list[NDArray[np.uint8]]:
 
 
 def distances_of(frames: list[NDArray[np.uint8]]) -> NDArray[np.float64]:
-    return histogram_distances(np.stack([colour_histogram(f) for f in frames]))
+    return histogram_distances(np.stack([color_histogram(f) for f in frames]))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def fixture_scan() -> Scan:
 def test_histogram_is_normalised_and_distance_bounded() -> None:
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (36, 64, 3), dtype=np.uint8)
-    hist = colour_histogram(frame)
+    hist = color_histogram(frame)
     assert hist.shape == (512,)
     assert hist.sum() == pytest.approx(1.0)
     d = distances_of([frame, frame, *solid((255, 0, 0), 1), *solid((0, 0, 255), 1)])
@@ -68,7 +68,7 @@ def test_detect_cuts_on_real_footage(fixture_scan: Scan) -> None:
     thumbs, times, duration = fixture_scan
     assert len(thumbs) == len(times) == 1440
     assert duration == pytest.approx(60.0)
-    hists = np.stack([colour_histogram(t) for t in thumbs])
+    hists = np.stack([color_histogram(t) for t in thumbs])
     assert detect_cuts(histogram_distances(hists)) == FIXTURE_CUTS
 
 
