@@ -36,10 +36,9 @@ from frameseek.eval.run import corpus_videos
 from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_spatial
 from frameseek.index import IndexConfig, content_id
 from frameseek.query import load_image
+from frameseek.rmac import RegionalMax, Whitening
 from frameseek.robust import (
     NoMatch,
-    RegionalMax,
-    Whitening,
     aggregate_videos,
     local_features,
     local_similarity,
@@ -194,7 +193,7 @@ class RMAC(Encoder):
         self.model = RegionalMax.fit(samples.astype(np.float32))
 
     def encode(self, pool5):
-        fine = self.model.fine(pool5.astype(np.float32))
+        fine = self.model.descriptors(pool5.astype(np.float32))
         return self.model.coarse(fine), fine
 
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from frameseek.features import WeightsError
+from frameseek.features import POOLINGS, WeightsError
 from frameseek.index import Index, IndexConfig
 from frameseek.query import QueryError
 from frameseek.store.base import StoreError, VideoRecord
@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--sample-fps", type=_positive(float), default=IndexConfig.sample_fps,
                        help="frames per second given to the CNN for clustering "
                             "(default %(default)s)")
+    index.add_argument("--pooling", choices=POOLINGS,
+                       help="descriptor of a new index: rmac (regional, whitened: robust to "
+                            "crops, screenshots and photos of screens; the default) or mean (the "
+                            "paper's); an existing index keeps its own")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
     index.set_defaults(run=_index)
 
@@ -56,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--candidates", type=_positive(int), default=100, metavar="M",
                         help="coarse-stage candidates re-ranked on the 512-d descriptor")
     search.add_argument("--json", action="store_true", help="one JSON object per query per line")
+    search.add_argument("--no-trim", dest="trim", action="store_false",
+                        help="search the image as given, without cutting off uniform borders "
+                             "(page, player, letterbox bars) first")
     search.add_argument("--no-refine", dest="refine", action="store_false",
                         help="answer with key frame times only, skipping the search for the exact "
                              "moment (docs/localize.md): the fastest answer")
@@ -114,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    config = IndexConfig(theta=args.theta, sample_fps=args.sample_fps)
+    built = Index.stored_config(args.index)
+    pooling = args.pooling or (built.pooling if built else IndexConfig.pooling)
+    config = IndexConfig(theta=args.theta, sample_fps=args.sample_fps, pooling=pooling)
     with Index.open(args.index, config, create=True) as index:
         progress = _Progress(bars=not args.quiet)
         if args.ray is None:
@@ -165,7 +174,7 @@ def _search(args: argparse.Namespace) -> int:
         for image in args.images:
             try:
                 matches = index.search(image, top=args.top, candidates=args.candidates,
-                                       refine=args.refine)
+                                       refine=args.refine, trim=args.trim)
             except QueryError as exc:
                 print(f"frameseek: {exc}", file=sys.stderr)
                 status = EXIT_ERROR

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from frameseek.features import FeatureExtractor
 from frameseek.index import (
     AddReport,
     AnalysedVideo,
@@ -26,6 +25,7 @@ from frameseek.index import (
     IndexConfig,
     analyse_video,
     content_id,
+    feature_extractor,
     find_videos,
     keyframe_extractor,
 )
@@ -53,7 +53,7 @@ def analyse_task(path: str, known_content_id: str | None, config: IndexConfig,
         identity = content_id(Path(path))
         if identity == known_content_id:
             return Outcome(path)
-        features = FeatureExtractor(input_size=config.input_size, threads=threads)
+        features = feature_extractor(config, threads)
         extractor = keyframe_extractor(config, features)
         return Outcome(path, analyse_video(Path(path), identity, extractor))
     except VideoError as exc:

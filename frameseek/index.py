@@ -13,10 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from frameseek.features import BACKBONE_NAME, WEIGHTS_SHA256, FeatureExtractor, Features
+from frameseek.features import (
+    BACKBONE_NAME,
+    LEGACY_MEAN,
+    WEIGHTS_SHA256,
+    FeatureExtractor,
+    Features,
+    pooling_named,
+)
 from frameseek.keyframes import KeyFrame, KeyFrameExtractor, KeyFrameResult, StageTimer
 from frameseek.localize import Localizer, Track, TrackBuilder, TrackStore, segment_of
 from frameseek.query import ImageInput, load_image
+from frameseek.robust import crop_to_content
 from frameseek.search import CoarseToFine
 from frameseek.store.base import Store, StoreError, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
@@ -38,7 +46,8 @@ class IndexConfig:
     weights_sha256: str = WEIGHTS_SHA256
     preprocessing: str = "rgb→bgr, caffe mean, bilinear resize to input_size²"
     input_size: int = 224
-    pooling: str = "mean 7x7 → 512; mean groups of 8 channels → 64"
+    # "rmac": regional max-pooling, whitened (frameseek/rmac.py); "mean": the paper's pooling.
+    pooling: str = "rmac"
     theta: float = 1.4
     sample_fps: float = 2.0
     samples_per_cluster: float = 2.0
@@ -144,6 +153,8 @@ class Index:
         """
         store = open_store(directory, create=create)  # a directory, or a Milvus URI
         stored = store.get_config()
+        if stored is not None and stored.get("pooling") == LEGACY_MEAN:
+            stored = {**stored, "pooling": "mean"}
         if stored is None:
             config = config or IndexConfig()
             store.set_config(asdict(config))
@@ -170,6 +181,17 @@ class Index:
     def create(cls, directory: str | Path, config: IndexConfig | None = None) -> Index:
         return cls.open(directory, config, create=True)
 
+    @staticmethod
+    def stored_config(directory: str | Path) -> IndexConfig | None:
+        """The config an existing index was built with; None where there is no index yet."""
+        try:
+            with Index.open(directory) as index:
+                return index.config
+        except ConfigMismatch:
+            raise
+        except StoreError:
+            return None
+
     def close(self) -> None:
         self.store.close()
         if self.tracks is not None:
@@ -184,7 +206,7 @@ class Index:
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            self._extractor = FeatureExtractor(input_size=self.config.input_size)
+            self._extractor = feature_extractor(self.config)
         return self._extractor
 
     # -- writing ---------------------------------------------------------------------------
@@ -289,13 +311,17 @@ class Index:
         return self.extractor.transform(pixels[None])
 
     def search(self, image: ImageInput, top: int = 12, candidates: int = 100,
-               refine: bool = True, refine_videos: int = 3) -> list[Match]:
+               refine: bool = True, refine_videos: int = 3, trim: bool = True) -> list[Match]:
         """Best-matching key frames for a query image (path, bytes, PIL image or RGB array).
 
-        With `refine`, the best match of each of the first `refine_videos` videos is moved from its
-        key frame's time to the moment the query shows (frameseek/localize.py).
+        With `trim`, uniform borders around the picture (a web page, a player, letterbox bars)
+        are cut off first (frameseek/robust.py). With `refine`, the best match of each of the
+        first `refine_videos` videos is moved from its key frame's time to the moment the query
+        shows (frameseek/localize.py).
         """
         pixels = load_image(image)
+        if trim:
+            pixels = crop_to_content(pixels)
         features = self.embed(pixels)
         matches = self.search_features(features.index[0], features.descriptors[0], top,
                                        candidates)
@@ -336,6 +362,12 @@ class AnalysedVideo:
     record: VideoRecord
     keyframes: list[KeyFrame]
     track: Track
+
+
+def feature_extractor(config: IndexConfig, threads: int | None = None) -> FeatureExtractor:
+    """The CNN and pooling an index's vectors come from."""
+    return FeatureExtractor(input_size=config.input_size, threads=threads,
+                            pooling=pooling_named(config.pooling))
 
 
 def keyframe_extractor(config: IndexConfig, features: FeatureExtractor,

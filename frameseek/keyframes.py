@@ -8,6 +8,9 @@ Deep features for every frame cost about 0.25 s each on a 2-core CPU (VGG16), so
 runs on frames sampled at `sample_fps`. So that k-means still groups frames rather than returning
 every sample, m is capped at samples / `samples_per_cluster`. Each key frame also keeps the time
 spans of the samples in its cluster: the stretch of video it stands for.
+
+The clustering always uses the paper's mean-pooled descriptors, whatever pooling the index stores
+(frameseek/features.py): which frames become key frames does not depend on the descriptor.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from frameseek.features import FeatureExtractor, Features
+from frameseek.features import FeatureExtractor, Features, mean_pool_spatial
 from frameseek.video import Frame
 
 HISTOGRAM_SIZE = 64  # frames are shrunk to 64×64 for the histogram: colour counts, not detail
@@ -102,7 +105,8 @@ class _Samples:
     times: list[float] = field(default_factory=list)
     thumbnails: list[bytes] = field(default_factory=list)
     pending: list[np.ndarray] = field(default_factory=list)
-    features: list[Features] = field(default_factory=list)
+    clustering: list[np.ndarray] = field(default_factory=list)  # mean-pooled, for k-means
+    features: list[Features] = field(default_factory=list)  # as stored (none with a spill)
 
 
 class StageTimer:
@@ -201,18 +205,19 @@ class KeyFrameExtractor:
                         spill.append(frame.rgb(full, full))
                     samples.thumbnails.append(_thumbnail(frame))
                 if len(samples.pending) == batch:
-                    self._embed(samples)
+                    self._embed(samples, keep=spill is None)
             count += 1
             last_time = frame.time
             if on_frame is not None:
                 on_frame(frame)
-        self._embed(samples)
-        features = _concat(samples.features)
+        self._embed(samples, keep=spill is None)
+        clustering = np.concatenate(samples.clustering)
         m = count_clusters(np.asarray(distances, dtype=np.float32), self.theta)
-        cap = max(1, int(len(features) / self.samples_per_cluster))
+        cap = max(1, int(len(clustering) / self.samples_per_cluster))
         with self.timer.stage("kmeans"):
-            rows, labels = select_keyframes(features.descriptors, min(m, cap), self.seed)
+            rows, labels = select_keyframes(clustering, min(m, cap), self.seed)
         if spill is None:
+            features = _concat(samples.features)
             chosen = Features(features.descriptors[rows], features.index[rows])
         else:
             with self.timer.stage("cnn_keyframes"):
@@ -233,10 +238,15 @@ class KeyFrameExtractor:
         ]
         return KeyFrameResult(keyframes, count, last_time, len(samples.numbers), m)
 
-    def _embed(self, samples: _Samples) -> None:
+    def _embed(self, samples: _Samples, keep: bool) -> None:
+        """CNN over the pending samples: their clustering features, and (`keep`) the stored
+        features, from the same forward pass."""
         if samples.pending:
             with self.timer.stage("cnn"):
-                samples.features.append(self.clusterer.transform(np.stack(samples.pending)))
+                pool5 = self.clusterer.pool5(np.stack(samples.pending))
+                samples.clustering.append(mean_pool_spatial(pool5))
+                if keep:
+                    samples.features.append(self.extractor.features(pool5))
             samples.pending.clear()
 
 

@@ -1,14 +1,8 @@
-"""Beyond the paper (issue 8): representations and query handling for damaged queries.
+"""Beyond the paper (issue 8): query handling, verification and "no match" for damaged queries.
 
-The paper's mean-pooled pool5 descriptor is a good match for frames taken straight from the video
-but degrades on crops, screenshots and photos of screens. Everything here works on the same pool5
-maps (N, 512, h, w) the faithful pipeline computes, so no second CNN pass is ever needed:
+The regional descriptor itself is an index option (frameseek/rmac.py). Here, all on the query
+side or over the top results:
 
-- `RegionalMax` (R-MAC, Tolias et al. 2016): max-pool over square regions at several scales, each
-  region L2-normalised, PCA-whitened, L2-normalised again, summed and L2-normalised. A crop or a
-  frame inside a page still shares whole regions with the original.
-- `Whitening`: PCA-whitening learned on the indexed collection, with L2 normalisation; it also
-  gives the 64-d coarse vector (the first 64 whitened components).
 - `trim_borders`: the content box of a screenshot or photo of a screen, found by peeling uniform
   borders (page background, black frame border, bezel) layer by layer.
 - `local_similarity`: spatial verification of a few candidates by mutual nearest neighbours among
@@ -27,112 +21,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-Region = tuple[int, int, int]  # (top, left, side) of a square region of the feature map
+from frameseek.rmac import Whitening, l2_normalise
+
 Box = tuple[int, int, int, int]  # (top, bottom, left, right) in pixels, end exclusive
-
-
-def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=axis, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
-
-# -- regional pooling ----------------------------------------------------------------------------
-
-
-def rmac_regions(height: int, width: int, levels: int = 3) -> list[Region]:
-    """Square regions of R-MAC: at level l (1..levels) side ⌊2·min(h, w)/(l+1)⌋, l per axis
-    evenly spaced over the short side, and enough over the long side to keep the overlap near
-    40% (one more per unit of excess aspect)."""
-    short, long_ = min(height, width), max(height, width)
-    regions: list[Region] = []
-    for level in range(1, levels + 1):
-        side = short if level == 1 else max(1, (2 * short) // (level + 1))
-        across_short = level
-        extra = int(np.ceil((long_ - short) / max(1, 0.6 * side))) if long_ > short else 0
-        across_long = level + extra
-        ys = _positions(height, side, across_short if height <= width else across_long)
-        xs = _positions(width, side, across_long if height <= width else across_short)
-        regions.extend((y, x, side) for y in ys for x in xs)
-    return list(dict.fromkeys(regions))
-
-
-def _positions(length: int, side: int, count: int) -> list[int]:
-    if count <= 1 or length <= side:
-        return [max(0, (length - side) // 2)]
-    return [round(i * (length - side) / (count - 1)) for i in range(count)]
-
-
-def regional_max(pool5: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
-    """(N, C, h, w) → (N, R, C): the max of each channel over each region."""
-    return np.stack([pool5[:, :, y:y + s, x:x + s].max(axis=(2, 3)) for y, x, s in regions],
-                    axis=1).astype(np.float32)
-
-
-@dataclass
-class Whitening:
-    """PCA-whitening with L2 normalisation before and after, learned once on a collection.
-
-    Components with tiny variance would be amplified into noise, so each eigenvalue gets
-    `shrinkage` × the mean eigenvalue added before the inverse square root.
-    """
-
-    mean: np.ndarray  # (D,)
-    projection: np.ndarray  # (D, d): eigenvectors scaled by 1/√(λ + shrinkage·mean λ)
-
-    @classmethod
-    def fit(cls, vectors: np.ndarray, dim: int | None = None, shrinkage: float = 0.1
-            ) -> Whitening:
-        x = l2_normalise(np.asarray(vectors, dtype=np.float64))
-        mean = x.mean(axis=0)
-        covariance = np.cov(x - mean, rowvar=False)
-        values, vectors_ = np.linalg.eigh(covariance)  # ascending; deterministic for one input
-        order = np.argsort(values)[::-1][: dim or x.shape[1]]
-        values, vectors_ = values[order], vectors_[:, order]
-        # Eigenvector signs are arbitrary: fix them so refits on the same data agree bit for bit.
-        signs = np.sign(vectors_[np.abs(vectors_).argmax(axis=0), np.arange(vectors_.shape[1])])
-        vectors_ = vectors_ * signs
-        scale = 1.0 / np.sqrt(np.maximum(values, 0) + shrinkage * max(values.mean(), 1e-12))
-        return cls(mean.astype(np.float32), (vectors_ * scale).astype(np.float32))
-
-    @property
-    def dim(self) -> int:
-        return self.projection.shape[1]
-
-    def transform(self, vectors: np.ndarray) -> np.ndarray:
-        """(..., D) → (..., d), unit length."""
-        x = l2_normalise(np.asarray(vectors, dtype=np.float32))
-        return l2_normalise((x - self.mean) @ self.projection)
-
-
-@dataclass
-class RegionalMax:
-    """R-MAC descriptors (`dim`-d fine, 64-d coarse) of pool5 maps, whitening fitted once."""
-
-    regions_whitening: Whitening
-    coarse_whitening: Whitening
-    levels: int = 3
-
-    @classmethod
-    def fit(cls, pool5: np.ndarray, levels: int = 3, coarse_dim: int = 64,
-            shrinkage: float = 0.1) -> RegionalMax:
-        regional = regional_max(pool5, rmac_regions(*pool5.shape[2:], levels))
-        regions_whitening = Whitening.fit(regional.reshape(-1, regional.shape[2]),
-                                          shrinkage=shrinkage)
-        fine = _sum_regions(regions_whitening.transform(regional))
-        return cls(regions_whitening, Whitening.fit(fine, coarse_dim, shrinkage), levels)
-
-    def fine(self, pool5: np.ndarray) -> np.ndarray:
-        """(N, C, h, w) → (N, C) unit-length R-MAC; any h, w (non-square inputs too)."""
-        regional = regional_max(pool5, rmac_regions(*pool5.shape[2:], self.levels))
-        return _sum_regions(self.regions_whitening.transform(regional))
-
-    def coarse(self, fine: np.ndarray) -> np.ndarray:
-        """Fine R-MAC (N, C) → the (N, 64) whitened, unit-length coarse vector."""
-        return self.coarse_whitening.transform(fine)
-
-
-def _sum_regions(whitened: np.ndarray) -> np.ndarray:
-    return l2_normalise(whitened.sum(axis=1))
 
 
 # -- query-side handling -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Issue 8's building blocks on real frames: border trimming, R-MAC, whitening, "no match"."""
+"""Issue 8's query-side pieces on real frames: border trimming, verification, "no match"."""
 
 from __future__ import annotations
 
@@ -7,15 +7,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from frameseek.features import FeatureExtractor
+from frameseek.rmac import RegionalMax
 from frameseek.robust import (
     NoMatch,
-    RegionalMax,
-    Whitening,
     aggregate_videos,
     local_features,
     local_similarity,
-    regional_max,
-    rmac_regions,
     trim_borders,
 )
 from tests.conftest import BBB, BIKES, frame_at
@@ -62,64 +59,6 @@ def test_trim_black_bars_of_a_letterboxed_video_frame(bunny_frame):
     assert np.allclose(trim_borders(bars), (40, 40 + bunny_frame.shape[0], 0, 320), atol=2)
 
 
-def test_rmac_regions_of_a_square_map_are_the_classic_fourteen():
-    regions = rmac_regions(7, 7, levels=3)
-    assert sorted(regions) == sorted([(0, 0, 7),
-                                      *[(y, x, 4) for y in (0, 3) for x in (0, 3)],
-                                      *[(y, x, 3) for y in (0, 2, 4) for x in (0, 2, 4)]])
-    wide = rmac_regions(7, 12, levels=2)  # a non-square input's map: regions along the width
-    assert all(y + s <= 7 and x + s <= 12 for y, x, s in wide)
-    full = sorted(x for y, x, s in wide if s == 7)
-    assert full[0] == 0 and full[-1] == 5 and len(full) >= 2  # both ends of the long side
-
-
-def loop_rmac(pool5: np.ndarray, model: RegionalMax) -> np.ndarray:
-    """R-MAC written out with loops, the reference for the vectorised version."""
-    out = np.zeros((pool5.shape[0], pool5.shape[1]))
-    w = model.regions_whitening
-    for n in range(pool5.shape[0]):
-        total = np.zeros(w.dim)
-        for y, x, s in rmac_regions(*pool5.shape[2:], model.levels):
-            region = np.array([max(pool5[n, c, i, j] for i in range(y, y + s)
-                                   for j in range(x, x + s)) for c in range(pool5.shape[1])])
-            region = region / np.linalg.norm(region)
-            whitened = (region - w.mean) @ w.projection
-            total += whitened / np.linalg.norm(whitened)
-        out[n] = total / np.linalg.norm(total)
-    return out
-
-
-def test_rmac_matches_a_loop_reference():
-    rng = np.random.default_rng(3)
-    pool5 = np.maximum(rng.normal(size=(40, 16, 7, 7)), 0).astype(np.float32)
-    model = RegionalMax.fit(pool5, coarse_dim=8)
-    regions = rmac_regions(7, 7)
-    y, x, side = regions[3]
-    assert regional_max(pool5[:2], regions)[1, 3, 9] == pool5[1, 9, y:y + side, x:x + side].max()
-    fine = model.fine(pool5[:3])
-    assert fine.shape == (3, 16)
-    np.testing.assert_allclose(fine, loop_rmac(pool5[:3], model), atol=1e-5)
-    coarse = model.coarse(fine)
-    assert coarse.shape == (3, 8)
-    np.testing.assert_allclose(np.linalg.norm(coarse, axis=1), 1, atol=1e-6)
-
-
-def test_whitening_shapes_determinism_and_decorrelation():
-    rng = np.random.default_rng(0)
-    data = rng.normal(size=(500, 32)) @ rng.normal(size=(32, 32))  # correlated
-    first, again = Whitening.fit(data, 12), Whitening.fit(data.copy(), 12)
-    assert first.projection.shape == (32, 12) and first.mean.shape == (32,)
-    np.testing.assert_array_equal(first.projection, again.projection)
-    out = first.transform(data[:7])
-    assert out.shape == (7, 12)
-    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-6)
-    # Without shrinkage and before the final normalisation, the fitted data is white.
-    exact = Whitening.fit(data, shrinkage=0.0)
-    x = data / np.linalg.norm(data, axis=1, keepdims=True)
-    covariance = np.cov((x - exact.mean) @ exact.projection, rowvar=False)
-    np.testing.assert_allclose(covariance, np.eye(32), atol=1e-3)
-
-
 def test_local_similarity_prefers_the_same_frame_to_another_video(bunny_frame):
     extractor = FeatureExtractor()
     images = np.stack([extractor.resize(im) for im in (
@@ -143,10 +82,10 @@ def test_no_match_for_a_query_far_from_everything():
     bikes = [frame_at(BIKES, n)[0] for n in (20, 80, 140, 200)]
     pool5 = extractor.pool5(np.stack([extractor.resize(im) for im in bunny + bikes]))
     model = RegionalMax.fit(pool5[:5])
-    database = model.fine(pool5[:5])
+    database = model.descriptors(pool5[:5])
 
     def best(maps: np.ndarray) -> float:
-        return float((database @ model.fine(maps).T).max())
+        return float((database @ model.descriptors(maps).T).max())
 
     # Calibrated on another video's frames: none of them passes at FPR 0.
     rule = NoMatch.calibrate([best(pool5[i:i + 1]) for i in range(5, 9)], fpr=0.0)

@@ -5,9 +5,9 @@ videos added, and readers never see half a video. Vectors are kept as BLOBs besi
 frame and loaded into contiguous numpy arrays, cached until the database changes.
 
 Schema 2 keeps each descriptor as float16 (1 KB a key frame) and no 64-d index: the index is
-derived from the descriptor at load time by the same channel pooling that made it. Rounding to
-float16 keeps every best match on the sample index and swaps only key frames whose distances tie
-to 0.001% (docs/performance.md, tests/store). Rows written by schema 1
+derived from the descriptor at load time by the pooling the index's config names, which made it.
+Rounding to float16 keeps every best match on the sample index and swaps only key frames whose
+distances tie to 0.001% (docs/performance.md, tests/store). Rows written by schema 1
 (float32 descriptor and index) are still read, told apart by their descriptor's byte length.
 """
 
@@ -23,7 +23,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from frameseek.features import DESCRIPTOR_DIM, INDEX_DIM, mean_pool_channels
+from frameseek.features import DESCRIPTOR_DIM, INDEX_DIM, LEGACY_MEAN, pooling_named
 from frameseek.keyframes import KeyFrame
 from frameseek.store.base import KeyFrameRecord, StoreError, Vectors, VideoRecord
 
@@ -184,7 +184,9 @@ class EmbeddedStore:
             rows = self._db.execute(
                 "SELECT id, descriptor FROM keyframes ORDER BY id"
             ).fetchall()
-            self._cached = (version, _vectors(rows))
+            config = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+            pooling = json.loads(config[0]).get("pooling", LEGACY_MEAN) if config else LEGACY_MEAN
+            self._cached = (version, _vectors(rows, pooling_named(pooling).coarse))
             return self._cached[1]
 
     @_damage_is_store_error
@@ -225,7 +227,7 @@ def _video(row: tuple) -> VideoRecord:
 CHUNK = 65_536  # descriptors pooled at a time while loading, so no full float32 copy is made
 
 
-def _vectors(rows: list[tuple]) -> Vectors:
+def _vectors(rows: list[tuple], coarse: Callable[[np.ndarray], np.ndarray]) -> Vectors:
     count = len(rows)
     ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=count)
     compact = DESCRIPTOR_DIM * np.dtype(DESCRIPTOR_DTYPE).itemsize
@@ -240,5 +242,5 @@ def _vectors(rows: list[tuple]) -> Vectors:
     index = np.empty((count, INDEX_DIM), dtype=np.float32)
     for start in range(0, count, CHUNK):
         part = slice(start, start + CHUNK)
-        index[part] = mean_pool_channels(descriptors[part].astype(np.float32))
+        index[part] = coarse(descriptors[part].astype(np.float32))
     return Vectors(ids, index, descriptors)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frameseek.features import mean_pool_channels
+from frameseek.features import LEGACY_MEAN, pooling_named
 from frameseek.index import Index
 from frameseek.keyframes import KeyFrame
 from frameseek.query import load_image
@@ -26,10 +26,11 @@ def test_descriptors_are_stored_as_float16_and_the_index_is_derived(sample_index
     assert sizes.fetchall() == [(1024, 0)]
     store = EmbeddedStore(sample_index)
     vectors = store.vectors()
+    pooling = pooling_named(store.get_config()["pooling"])
     store.close()
     assert vectors.descriptors.dtype == np.float16
     np.testing.assert_array_equal(
-        vectors.index, mean_pool_channels(vectors.descriptors.astype(np.float32)))
+        vectors.index, pooling.coarse(vectors.descriptors.astype(np.float32)))
 
 
 def test_schema_1_float32_rows_are_read_at_full_precision(sample_index: Path,
@@ -38,8 +39,11 @@ def test_schema_1_float32_rows_are_read_at_full_precision(sample_index: Path,
     db = sqlite3.connect(tmp_path / "index" / DATABASE)
     first = db.execute("SELECT id FROM keyframes ORDER BY id LIMIT 1").fetchone()[0]
     old = np.linspace(0, 3, 512, dtype=np.float32) + np.float32(1e-4)  # not a float16 value
+    pooling = pooling_named("mean")  # the only pooling schema 1 knew
     db.execute("UPDATE keyframes SET descriptor = ?, index_vector = ? WHERE id = ?",
-               (old.tobytes(), mean_pool_channels(old[None])[0].tobytes(), first))
+               (old.tobytes(), pooling.coarse(old[None])[0].tobytes(), first))
+    db.execute("UPDATE meta SET value = json_set(value, '$.pooling', ?) WHERE key = 'config'",
+               (LEGACY_MEAN,))
     db.commit()
     db.close()
     store = EmbeddedStore(tmp_path / "index")
@@ -47,7 +51,9 @@ def test_schema_1_float32_rows_are_read_at_full_precision(sample_index: Path,
     store.close()
     assert vectors.descriptors.dtype == np.float32
     np.testing.assert_array_equal(vectors.descriptors[0], old)
-    np.testing.assert_array_equal(vectors.index[0], mean_pool_channels(old[None])[0])
+    np.testing.assert_array_equal(vectors.index[0], pooling.coarse(old[None])[0])
+    with Index.open(tmp_path / "index") as index:  # the old name of the paper's pooling
+        assert index.config.pooling == "mean"
 
 
 def test_float16_descriptors_change_search_results_only_among_near_ties(sample_index: Path
@@ -66,7 +72,7 @@ def test_float16_descriptors_change_search_results_only_among_near_ties(sample_i
     features = extractor.transform(pixels)
     full = Vectors(ids, features.index, features.descriptors)
     half16 = features.descriptors.astype(np.float16)
-    half = Vectors(ids, mean_pool_channels(half16.astype(np.float32)), half16)
+    half = Vectors(ids, extractor.pooling.coarse(half16.astype(np.float32)), half16)
     assert not np.array_equal(half16.astype(np.float32), features.descriptors)  # it did round
     exact, compact = (CoarseToFine(v, "Flat", candidates=len(ids)) for v in (full, half))
     row = {int(i): r for r, i in enumerate(ids)}
