@@ -36,7 +36,7 @@ from frameseek.eval.run import corpus_videos
 from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_spatial
 from frameseek.index import IndexConfig, content_id
 from frameseek.query import load_image
-from frameseek.rmac import RegionalMax, Whitening
+from frameseek.rmac import RegionalMax, Whitening, shipped
 from frameseek.robust import (
     NoMatch,
     aggregate_videos,
@@ -187,14 +187,23 @@ class WhitenedMean(Encoder):
 
 
 class RMAC(Encoder):
+    """frameseek's "rmac" pooling: the whitening shipped with it (fitted on unrelated stills)."""
+
     name = "R-MAC + PCA-whitening"
 
     def fit(self, samples):
-        self.model = RegionalMax.fit(samples.astype(np.float32))
+        self.model = shipped()
 
     def encode(self, pool5):
         fine = self.model.descriptors(pool5.astype(np.float32))
         return self.model.coarse(fine), fine
+
+
+class CorpusRMAC(RMAC):
+    """R-MAC with the whitening refitted on this corpus's own sampled frames."""
+
+    def fit(self, samples):
+        self.model = RegionalMax.fit(samples.astype(np.float32))
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -295,6 +304,7 @@ def variants() -> list[Variant]:
         Variant("mean + whitening", WhitenedMean()),
         Variant("R-MAC + whitening", RMAC()),
         Variant("R-MAC + whitening + trim", RMAC(), trim=True),
+        Variant("R-MAC + whitening fitted on the corpus + trim", CorpusRMAC(), trim=True),
         Variant("R-MAC + trim + verify", RMAC(), trim=True, verify=True),
         Variant("R-MAC + trim + verify + video agg. (best 3)", RMAC(), trim=True, verify=True,
                 aggregate=3),

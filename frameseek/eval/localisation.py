@@ -1,4 +1,4 @@
-"""The exact moment, measured: Ours' top result before and after `Localizer.refine`.
+"""The exact moment, measured: an Ours variant's top result before and after `Localizer.refine`.
 
 The eval index is written from the cached analysis pass (methods.build_ours), which keeps no
 signature track; the tracks are built here as `frameseek index` builds them (TrackBuilder over
@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from frameseek.eval.methods import CANDIDATES, TOP, QueryInput
+from frameseek.eval.methods import CANDIDATES, TOP, Ours, QueryInput
 from frameseek.eval.queries import SETS, Query
 from frameseek.index import Index
 from frameseek.localize import LocalisationSample, Track, TrackBuilder, localisation_metrics
@@ -43,11 +43,12 @@ def add_tracks(index: Index, cache: Path) -> int:
     return stored
 
 
-def sample(index: Index, query: Query, features: QueryInput) -> LocalisationSample:
+def sample(ours: Ours, query: Query, features: QueryInput) -> LocalisationSample:
     """One query's top result without and with refinement, and the time refinement took."""
-    matches = index.search_features(features.index, features.descriptor, TOP, CANDIDATES)
+    index, descriptor, pixels = ours.query_features(features)
+    matches = ours.index.search_features(index, descriptor, TOP, CANDIDATES)
     start = time.perf_counter()
-    refined = index.localizer.refine(features.rgb, matches)
+    refined = ours.index.localizer.refine(pixels, matches)
     seconds = time.perf_counter() - start
     if not matches:
         return LocalisationSample(False, query.time, 0.0, 0.0, seconds)
@@ -55,12 +56,13 @@ def sample(index: Index, query: Query, features: QueryInput) -> LocalisationSamp
                               refined[0].time, seconds)
 
 
-def evaluate(index: Index, queries: list[Query], inputs: list[QueryInput], cache: Path) -> dict:
-    """Per query set, `localisation_metrics` of Ours' top results; and the tracks' size."""
-    track_bytes = add_tracks(index, cache)
-    sample(index, queries[0], inputs[0])  # warm-up: loads the first track, first-call costs
-    samples = [sample(index, q, i) for q, i in zip(queries, inputs, strict=True)]
-    minutes = sum(v.duration for v in index.videos()) / 60
+def evaluate(ours: Ours, queries: list[Query], inputs: list[QueryInput], cache: Path) -> dict:
+    """Per query set, `localisation_metrics` of one Ours variant's top results; and the tracks'
+    size."""
+    track_bytes = add_tracks(ours.index, cache)
+    sample(ours, queries[0], inputs[0])  # warm-up: loads the first track, first-call costs
+    samples = [sample(ours, q, i) for q, i in zip(queries, inputs, strict=True)]
+    minutes = sum(v.duration for v in ours.index.videos()) / 60
     return {
         "sets": {s: localisation_metrics([x for x, q in zip(samples, queries, strict=True)
                                           if q.set == s]) for s in SETS},

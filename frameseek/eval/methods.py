@@ -2,6 +2,8 @@
 
 Ours searches a real frameseek `Index` on disk (coarse-to-fine); the baselines are exhaustive
 searches over their own encodings of the same key frames (DFTA: of the shots containing them).
+Ours comes in the variants of issue 8: the paper's pooling ("Ours", the faithful method) or R-MAC,
+each with and without trimming the query's borders; "Ours R-MAC + trim" is frameseek's default.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from frameseek.store.base import VideoRecord
 from frameseek.video import probe
 
 TOP = 12
+DEFAULT = "Ours R-MAC + trim"  # what `frameseek index` and `frameseek search` do by default
 CANDIDATES = 100  # Ours: coarse-stage candidates re-ranked on 512-d (frameseek's default)
 
 # Per video: the analysis rows kept as key frames, and every sample's k-means cluster label.
@@ -45,6 +48,11 @@ class QueryInput:
     pool5: np.ndarray  # (1, 512, 7, 7) float32
     descriptor: np.ndarray  # (512,)
     index: np.ndarray  # (64,)
+    # The image with uniform borders cut off (robust.trim_borders), and its maps; the same as
+    # rgb and pool5 where nothing was trimmed.
+    content_rgb: np.ndarray
+    content_pool5: np.ndarray
+    trim_seconds: float
 
 
 @dataclass
@@ -118,19 +126,34 @@ class Euclidean(Method):
 
 
 class Ours(Method):
-    """frameseek itself: a real on-disk `Index`, searched coarse-to-fine."""
+    """frameseek itself: a real on-disk `Index`, searched coarse-to-fine, the query pooled the
+    index's way, of its trimmed content with `trim`."""
 
-    name, dimension = "Ours", "64, 512"
+    dimension = "64, 512"
 
-    def __init__(self, index: Index, build_seconds: float) -> None:
+    def __init__(self, name: str, index: Index, trim: bool, build_seconds: float) -> None:
+        self.name = name
         self.index = index
+        self.trim = trim
         self.entries = len(index.store.vectors())
         self.vector_bytes = (64 + 512) * 4
         self.build_seconds = build_seconds
 
+    def query_features(self, query: QueryInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The query's 64-d index, 512-d descriptor, and the pixels its moment is refined with."""
+        pool5, rgb = (query.content_pool5, query.content_rgb) if self.trim else (query.pool5,
+                                                                                 query.rgb)
+        features = self.index.extractor.features(pool5)
+        return features.index[0], features.descriptors[0], rgb
+
     def search(self, query: QueryInput, top: int = TOP) -> list[Result]:
-        matches = self.index.search_features(query.index, query.descriptor, top, CANDIDATES)
+        index, descriptor, _ = self.query_features(query)
+        matches = self.index.search_features(index, descriptor, top, CANDIDATES)
         return [Result(m.video, m.time, m.time, m.time, m.keyframe_id) for m in matches]
+
+    def query_seconds(self, query: QueryInput) -> float:
+        """Work before the search beyond decoding and the CNN: trimming."""
+        return query.trim_seconds if self.trim else 0.0
 
 
 class LBTT(Method):
@@ -192,10 +215,10 @@ def shot_maxpool(analyses: list[VideoAnalysis], sample_step: float) -> tuple[np.
 
 
 def build_ours(directory: Path, analyses: list[VideoAnalysis], selection: Selection,
-               config: IndexConfig) -> Ours:
+               config: IndexConfig) -> Index:
     """Write the chosen key frames into a fresh frameseek index, as `frameseek index` stores
-    them (same key frames, vectors, spans and thumbnails), without a second CNN pass."""
-    start = time.perf_counter()
+    them (same key frames, vectors of the config's pooling, spans and thumbnails), without a
+    second CNN pass."""
     shutil.rmtree(directory, ignore_errors=True)
     index = Index.create(directory, config)
     step = 1.0 / config.sample_fps
@@ -203,14 +226,31 @@ def build_ours(directory: Path, analyses: list[VideoAnalysis], selection: Select
         rows, labels = selection[a.path]
         path = Path(a.path)
         info = probe(path)
+        features = index.extractor.features(a.pool5[rows].astype(np.float32))
         keyframes = [
-            KeyFrame(frame=int(a.numbers[r]), time=float(a.times[r]), descriptor=a.descriptors[r],
-                     index=a.index[r], segments=_spans(a.times[labels == labels[r]], step),
+            KeyFrame(frame=int(a.numbers[r]), time=float(a.times[r]),
+                     descriptor=features.descriptors[i], index=features.index[i],
+                     segments=_spans(a.times[labels == labels[r]], step),
                      thumbnail=a.thumbnails[r])
-            for r in rows
+            for i, r in enumerate(rows)
         ]
         record = VideoRecord(path=a.path, content_id=content_id(path),
                              size=path.stat().st_size, duration=max(a.duration, info.duration),
                              frames=a.frames, width=info.width, height=info.height, fps=info.fps)
         index.store.add_video(record, keyframes)
-    return Ours(index, time.perf_counter() - start)
+    return index
+
+
+def ours_variants(directory: Path, analyses: list[VideoAnalysis], selection: Selection,
+                  config: IndexConfig) -> list[Ours]:
+    """The faithful method ("Ours": the paper's pooling, the query as given) first, then
+    trimming, R-MAC, and both (frameseek's default); one index per pooling."""
+    variants: list[Ours] = []
+    for pooling, label in (("mean", "Ours"), ("rmac", "Ours R-MAC")):
+        start = time.perf_counter()
+        index = build_ours(directory / pooling, analyses, selection,
+                           replace(config, pooling=pooling))
+        seconds = time.perf_counter() - start
+        variants += [Ours(label, index, False, seconds),
+                     Ours(f"{label} + trim", index, True, seconds)]
+    return variants

@@ -18,11 +18,13 @@ from frameseek.eval.analysis import VideoAnalysis, cached_analysis
 from frameseek.eval.gallery import write_gallery
 from frameseek.eval.localisation import evaluate as evaluate_localisation
 from frameseek.eval.methods import (
+    DEFAULT,
     KeyFrames,
     Method,
+    Ours,
     QueryInput,
     baselines,
-    build_ours,
+    ours_variants,
 )
 from frameseek.eval.metrics import Outcome, by_perturbation, summarise
 from frameseek.eval.queries import QUERIES_FILE, SETS, Query, make_queries
@@ -31,11 +33,13 @@ from frameseek.eval.sweep import THETAS, theta_sweep
 from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_spatial
 from frameseek.index import IndexConfig, find_videos
 from frameseek.query import load_image
+from frameseek.robust import trim_borders
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SMOKE_THETAS = (0.6, 1.4, 3.0)
+QUERY_CACHE_VERSION = b"trim-v1"
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def run(settings: Settings) -> dict:
     started = time.perf_counter()
     out = settings.out
     config = IndexConfig(sample_fps=settings.sample_fps)
-    extractor = FeatureExtractor(input_size=config.input_size)
+    extractor = FeatureExtractor(input_size=config.input_size)  # pool5 maps: pooled per method
     videos = corpus_videos(settings.corpus)
     if not videos:
         raise SystemExit(f"frameseek eval: no videos in {settings.corpus}")
@@ -89,20 +93,25 @@ def run(settings: Settings) -> dict:
 
     selection = {a.path: a.select(config) for a in analyses}
     keyframes = KeyFrames.select(analyses, selection)
-    ours = build_ours(out / "index", analyses, selection, config)
-    methods: list[Method] = [ours, *baselines(keyframes, analyses, 1.0 / config.sample_fps,
-                                               settings.seed)]
+    variants = ours_variants(out / "index", analyses, selection, config)
+    methods: list[Method] = [*variants, *baselines(keyframes, analyses, 1.0 / config.sample_fps,
+                                                   settings.seed)]
     outcomes = {m.name: search_all(m, queries, inputs, cnn_seconds, load_seconds)
                 for m in methods}
     log.info("searched with %d methods", len(methods))
+    faithful, default = (next(m for m in variants if m.name == name) for name in ("Ours", DEFAULT))
 
     sweep = theta_sweep(analyses, config, queries, inputs,
                         SMOKE_THETAS if settings.smoke else THETAS)
     log.info("θ sweep done")
 
-    index_bytes = directory_bytes(out / "index")  # before the localisation tracks join it
-    localisation = evaluate_localisation(ours.index, queries, inputs, out / "cache" / "tracks")
-    localisation["index_bytes_without_tracks"] = index_bytes
+    # Sizes before the localisation tracks join the indexes.
+    index_bytes = {m.name: directory_bytes(m.index.directory) for m in (faithful, default)}
+    localisation = {}
+    for method in (default, faithful):
+        localisation[method.name] = evaluate_localisation(method, queries, inputs,
+                                                          out / "cache" / "tracks")
+        localisation[method.name]["index_bytes_without_tracks"] = index_bytes[method.name]
     log.info("localisation measured")
 
     results = {
@@ -121,13 +130,14 @@ def run(settings: Settings) -> dict:
             }
             for m in methods
         },
-        "ours_index_bytes_per_keyframe": index_bytes / max(1, ours.entries),
+        "ours_index_bytes_per_keyframe": index_bytes[default.name] / max(1, default.entries),
         "theta_sweep": sweep,
         "localisation": localisation,
     }
-    write_gallery(out / "gallery.html", gallery_picks(outcomes["Ours"], settings.seed),
-                  query_dir, ours.index.store.thumbnail)
-    ours.index.close()
+    write_gallery(out / "gallery.html", gallery_picks(outcomes[default.name], settings.seed),
+                  query_dir, default.index.store.thumbnail)
+    for index in {id(m.index): m.index for m in variants}.values():
+        index.close()
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
     write_report(out, results)
@@ -138,33 +148,54 @@ def embed_queries(queries: list[Query], query_dir: Path, extractor: FeatureExtra
                   ) -> tuple[list[QueryInput], np.ndarray, np.ndarray]:
     """Each query decoded and run through the CNN once (cached by the query list's content).
 
+    Also each query's content box (uniform borders trimmed) and the maps of that content.
     Returns the inputs, and per query the seconds for decoding + CNN and for decoding alone.
     """
     listing = (query_dir / QUERIES_FILE).read_bytes()
-    key = hashlib.sha256(listing + str(extractor.input_size).encode()).hexdigest()[:24]
+    key = hashlib.sha256(listing + str(extractor.input_size).encode()
+                         + QUERY_CACHE_VERSION).hexdigest()[:24]
     cache = out / "cache" / f"queries-{key}.npz"
     rgbs = [load_image(query_dir / q.file) for q in queries]
-    if cache.exists():
-        with np.load(cache) as data:
-            pool5, total, loading = data["pool5"], data["total"], data["loading"]
-    else:
-        maps, total_list, loading_list = [], [], []
-        extractor.pool5(extractor.resize(rgbs[0])[None])  # warm-up, kept out of the timings
-        for q in queries:
-            start = time.perf_counter()
-            rgb = load_image(query_dir / q.file)
-            loaded = time.perf_counter()
-            maps.append(extractor.pool5(extractor.resize(rgb)[None])[0])
-            total_list.append(time.perf_counter() - start)
-            loading_list.append(loaded - start)
-        pool5, total, loading = np.stack(maps), np.array(total_list), np.array(loading_list)
+    if not cache.exists():
+        arrays = _embed_queries(queries, query_dir, extractor)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, pool5=pool5, total=total, loading=loading)
-    descriptors = mean_pool_spatial(pool5)
+        np.savez(cache, **arrays)
+    with np.load(cache) as data:
+        arrays = dict(data)
+    descriptors = mean_pool_spatial(arrays["pool5"])
     index = mean_pool_channels(descriptors)
-    inputs = [QueryInput(rgb, pool5[i : i + 1], descriptors[i], index[i])
-              for i, rgb in enumerate(rgbs)]
-    return inputs, total, loading
+    inputs = []
+    for i, rgb in enumerate(rgbs):
+        top, bottom, left, right = arrays["boxes"][i]
+        inputs.append(QueryInput(rgb, arrays["pool5"][i : i + 1], descriptors[i], index[i],
+                                 rgb[top:bottom, left:right], arrays["content_pool5"][i : i + 1],
+                                 float(arrays["trim"][i])))
+    return inputs, arrays["total"], arrays["loading"]
+
+
+def _embed_queries(queries: list[Query], query_dir: Path, extractor: FeatureExtractor
+                   ) -> dict[str, np.ndarray]:
+    maps, content_maps, boxes, total, loading, trim = [], [], [], [], [], []
+    warm = load_image(query_dir / queries[0].file)
+    extractor.pool5(extractor.resize(warm)[None])  # warm-up, kept out of the timings
+    for q in queries:
+        start = time.perf_counter()
+        rgb = load_image(query_dir / q.file)
+        loaded = time.perf_counter()
+        maps.append(extractor.pool5(extractor.resize(rgb)[None])[0])
+        total.append(time.perf_counter() - start)
+        loading.append(loaded - start)
+        start = time.perf_counter()
+        box = trim_borders(rgb)
+        trim.append(time.perf_counter() - start)
+        boxes.append(box)
+        top, bottom, left, right = box
+        trimmed = box != (0, rgb.shape[0], 0, rgb.shape[1])
+        content_maps.append(extractor.pool5(extractor.resize(
+            np.ascontiguousarray(rgb[top:bottom, left:right]))[None])[0] if trimmed else maps[-1])
+    return {"pool5": np.stack(maps), "content_pool5": np.stack(content_maps),
+            "boxes": np.array(boxes), "total": np.array(total), "loading": np.array(loading),
+            "trim": np.array(trim)}
 
 
 def search_all(method: Method, queries: list[Query], inputs: list[QueryInput],
@@ -176,6 +207,8 @@ def search_all(method: Method, queries: list[Query], inputs: list[QueryInput],
         results = method.search(q)
         seconds = time.perf_counter() - start
         before = cnn_seconds[i] if method.uses_cnn else load_seconds[i]
+        if isinstance(method, Ours):
+            before += method.query_seconds(q)
         outcomes.append(Outcome(query, results, seconds, float(before)))
     return outcomes
 

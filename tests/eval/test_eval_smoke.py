@@ -13,7 +13,8 @@ from frameseek.cli import main
 from frameseek.eval.run import SMOKE_THETAS
 from frameseek.index import Index
 
-METHODS = {"Ours", "Exact 512-d", "DFSP", "DF", "DFSE", "DFTA", "LBTT"}
+OURS = {"Ours", "Ours + trim", "Ours R-MAC", "Ours R-MAC + trim"}
+METHODS = {*OURS, "Exact 512-d", "DFSP", "DF", "DFSE", "DFTA", "LBTT"}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,9 @@ def test_every_method_and_set_is_reported_with_figures_in_range(evaluation: Path
 
 def test_localisation_is_reported_for_both_sets_with_and_without_refinement(
         evaluation: Path) -> None:
-    found = results(evaluation)["localisation"]
+    by_method = results(evaluation)["localisation"]
+    assert set(by_method) == {"Ours", "Ours R-MAC + trim"}
+    found = by_method["Ours R-MAC + trim"]  # frameseek's default
     assert set(found["sets"]) == {"plain", "perturbed"}
     for set_name, modes in found["sets"].items():
         assert set(modes) == {"key frame", "refined"}
@@ -67,20 +70,25 @@ def test_localisation_is_reported_for_both_sets_with_and_without_refinement(
     assert found["track_bytes"] > 0
     report = (evaluation / "report.md").read_text()
     assert "## Localisation (the exact moment)" in report
-    for set_name in ("plain", "perturbed"):
-        for mode in ("key frame", "refined"):
-            assert f"| {set_name} (6) | {mode} |" in report
+    for name in by_method:
+        for set_name in ("plain", "perturbed"):
+            for mode in ("key frame", "refined"):
+                assert f"| {name} | {set_name} (6) | {mode} |" in report
 
 
-def test_ours_finds_the_right_video_for_plain_queries(evaluation: Path) -> None:
-    plain = results(evaluation)["methods"]["Ours"]["sets"]["plain"]
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_ours_finds_the_right_video_for_plain_queries(evaluation: Path, name: str) -> None:
+    plain = results(evaluation)["methods"][name]["sets"]["plain"]
     assert plain["top1_video"] > 0.5
     assert plain["time_error_median_s"] < 5.0
 
 
-def test_ours_uses_the_keyframes_frameseek_index_stores(evaluation: Path,
-                                                       sample_index: Path) -> None:
-    with Index.open(evaluation / "index") as ours, Index.open(sample_index) as reference:
+@pytest.mark.parametrize("pooling", ["mean", "rmac"])
+def test_ours_uses_the_keyframes_frameseek_index_stores(evaluation: Path, sample_index: Path,
+                                                       pooling: str) -> None:
+    with Index.open(evaluation / "index" / pooling) as ours, \
+            Index.open(sample_index) as reference:
+        assert ours.config.pooling == pooling
         def frames(index: Index) -> dict[str, list[int]]:
             vectors = index.store.vectors()
             records = index.store.keyframes(vectors.ids.tolist())
