@@ -22,7 +22,14 @@ from frameseek.features import (
     pooling_named,
 )
 from frameseek.keyframes import KeyFrame, KeyFrameExtractor, KeyFrameResult, StageTimer
-from frameseek.localize import Localizer, Track, TrackBuilder, TrackStore, segment_of
+from frameseek.localize import (
+    Localizer,
+    Track,
+    TrackBuilder,
+    TrackStore,
+    build_track,
+    segment_of,
+)
 from frameseek.query import ImageInput, load_image
 from frameseek.robust import crop_to_content
 from frameseek.search import CoarseToFine
@@ -259,6 +266,7 @@ class Index:
             identity = content_id(path)
             existing = self.store.find_video(name)
             if existing is not None and existing.content_id == identity:
+                self._ensure_track(path, identity)
                 report.unchanged.append(name)
                 return existing, None
             video = analyse_video(path, identity, self.keyframe_extractor(), on_video)
@@ -272,6 +280,12 @@ class Index:
         record = self.put(video)
         report.added.append(record)
         return record, None
+
+    def _ensure_track(self, path: Path, identity: str) -> None:
+        """Give a video indexed before tracks existed (or whose track write was lost) its track,
+        so that rerunning `frameseek index` upgrades an old index without re-indexing."""
+        if self.tracks is not None and self.tracks.get(str(path), identity) is None:
+            self.tracks.put(str(path), identity, build_track(path))
 
     def put(self, video: AnalysedVideo) -> VideoRecord:
         """Write one analysed video (replacing any entry for its path); the caller holds

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from frameseek.store.base import StoreError
-from frameseek.video import Frame, Timestamp, VideoError
+from frameseek.video import Frame, Timestamp, VideoError, iter_frames
 
 if TYPE_CHECKING:
     from frameseek.index import Match
@@ -150,6 +150,14 @@ class TrackBuilder:
                      np.asarray(self._times, dtype=np.float64),
                      np.stack(self._signatures) if self._signatures
                      else np.zeros(shape, dtype=np.uint8))
+
+
+def build_track(path: Path) -> Track:
+    """A whole video's track, decoded for it alone: for videos indexed before tracks existed."""
+    builder = TrackBuilder()
+    for _ in builder.observe(iter_frames(path)):
+        pass
+    return builder.track()
 
 
 class TrackStore:

@@ -118,6 +118,22 @@ def test_index_without_tracks_refines_by_decoding(sample_index, query_frame, tmp
     assert abs(top.time - true_time) <= 2 / FPS
 
 
+def test_rerunning_index_gives_an_old_index_its_tracks(sample_index, sample_videos, tmp_path):
+    """Unchanged videos are not re-indexed, but those without a track get one (decode only)."""
+    copy = tmp_path / "index"
+    shutil.copytree(sample_index, copy)
+    for file in copy.glob(TRACKS_FILE + "*"):
+        file.unlink()
+    with Index.open(copy) as index:
+        before = {v.path: v.id for v in index.videos()}
+        report = index.add([sample_videos])
+        assert sorted(report.unchanged) == sorted(before) and not report.added
+        assert {v.path: v.id for v in index.videos()} == before  # nothing re-indexed
+        for video in index.videos():
+            track = index.tracks.get(video.path, video.content_id)
+            assert track is not None and len(track) >= 8 * video.duration - 2
+
+
 def test_removing_a_video_removes_its_track(sample_index, tmp_path):
     copy = tmp_path / "index"
     shutil.copytree(sample_index, copy)

@@ -15,8 +15,7 @@ from pathlib import Path
 from frameseek.eval.methods import CANDIDATES, TOP, Ours, QueryInput
 from frameseek.eval.queries import SETS, Query
 from frameseek.index import Index
-from frameseek.localize import LocalisationSample, Track, TrackBuilder, localisation_metrics
-from frameseek.video import iter_frames
+from frameseek.localize import LocalisationSample, Track, build_track, localisation_metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +31,7 @@ def add_tracks(index: Index, cache: Path) -> int:
         if cached.exists():
             track = Track.from_bytes(cached.read_bytes())
         else:
-            builder = TrackBuilder()
-            for _ in builder.observe(iter_frames(Path(record.path))):
-                pass
-            track = builder.track()
+            track = build_track(Path(record.path))
             cached.write_bytes(track.to_bytes())
             log.info("track of %s: %d entries", Path(record.path).name, len(track))
         index.tracks.put(record.path, record.content_id, track)
