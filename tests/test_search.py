@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
-from frameseek.search import FLAT_LIMIT, CoarseToFine, auto_coarse
+from frameseek.search import DEFAULT_NPROBE, FLAT_LIMIT, CoarseToFine, auto_coarse
 from frameseek.store.base import Vectors
 from frameseek.store.embedded import EmbeddedStore
 
@@ -69,6 +70,29 @@ def test_few_candidates_rank_only_what_the_coarse_stage_returned(vectors: Vector
     hits = searcher.search(index[0], descriptors[0], top=12)
     assert len(hits) == 12  # never fewer than `top` candidates
     assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+
+
+def test_an_ivf_stage_visits_default_nprobe_cells_unless_told_otherwise(vectors: Vectors
+                                                                          ) -> None:
+    assert CoarseToFine(vectors, "IVF4,SQfp16@512").coarse.nprobe == DEFAULT_NPROBE
+    assert CoarseToFine(vectors, "IVF4,SQfp16@512", nprobe=2).coarse.nprobe == 2
+
+
+def test_cells_holding_fewer_than_top_give_fewer_hits_never_padding(vectors: Vectors) -> None:
+    """FAISS pads with -1 when the visited cells hold fewer than `top` key frames: those rows
+    must not turn into hits (nor into the key frame at row -1); the rest is the visited cell,
+    ranked exactly."""
+    searcher = CoarseToFine(vectors, "IVF4,SQfp16@512", nprobe=1)
+    ivf = searcher.coarse
+    index, descriptors = queries(vectors)
+    hits = searcher.search_batch(index[:5], descriptors[:5], top=len(vectors))
+    for q, query_hits in enumerate(hits):
+        cell = int(ivf.quantizer.search(descriptors[q : q + 1], 1)[1][0, 0])
+        rows = faiss.rev_swig_ptr(ivf.invlists.get_ids(cell), ivf.invlists.list_size(cell))
+        cell_only = Vectors(vectors.ids[rows], vectors.index[rows], vectors.descriptors[rows])
+        assert len(query_hits) == len(rows) < len(vectors)
+        assert [h.keyframe_id for h in query_hits] == exact(cell_only, descriptors[q], len(rows))
+        assert all(type(h.keyframe_id) is int and type(h.distance) is float for h in query_hits)
 
 
 def test_empty_collection_answers_nothing() -> None:
