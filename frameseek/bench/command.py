@@ -15,11 +15,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     search = kinds.add_parser("search", help="search speed and recall at N key frames")
     search.add_argument("--keyframes", type=int, required=True, metavar="N")
     search.add_argument("--queries", type=int, default=200, metavar="Q")
-    search.add_argument("--index", type=Path, metavar="DIR",
+    source = search.add_mutually_exclusive_group()
+    source.add_argument("--index", type=Path, metavar="DIR",
                         help="take the real descriptors from this index (default: index the "
                              "sample videos)")
+    source.add_argument("--descriptors", type=Path, nargs="+", metavar="NPZ",
+                        help="take them from .npz files with a 'descriptors' array instead, e.g. "
+                             "an eval run's cache/analysis/*.npz (every sampled frame)")
     search.add_argument("--methods", nargs="+", metavar="NAME",
                         help="only these methods (faiss-flat512 always runs: it is the truth)")
+    search.add_argument("--nprobe", type=int, nargs="+", metavar="N",
+                        help="measure each IVF method once per value of cells visited per query "
+                             "(default: the product's, frameseek.search.DEFAULT_NPROBE)")
     search.add_argument("--noise", type=float, default=0.1,
                         help="noise, in per-dimension standard deviations (default %(default)s)")
     search.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -45,17 +52,21 @@ def _search(args: argparse.Namespace) -> int:
     progress = None if args.json else print
     try:
         report = search.run(args.keyframes, args.queries, args.methods, args.index, args.noise,
-                            progress=progress)
+                            progress=progress, nprobes=args.nprobe,
+                            descriptor_files=args.descriptors)
     except ValueError as exc:
         print(f"frameseek: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a --descriptors file missing or unreadable
+        print(f"frameseek: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{'method':18} {'ms/q':>8} {'p95':>8} {'batch':>8} {'recall@12':>9} "
+    print(f"{'method':28} {'ms/q':>8} {'p95':>8} {'batch':>8} {'recall@12':>9} "
           f"{'B/kf':>7} {'build s':>8}")
     for name, r in report["methods"].items():
-        print(f"{name:18} {r['ms_per_query']:8.3f} {r['p95_ms']:8.3f} "
+        print(f"{name:28} {r['ms_per_query']:8.3f} {r['p95_ms']:8.3f} "
               f"{r['batch_ms_per_query']:8.3f} {r['recall_at_12']:9.4f} "
               f"{r['bytes_per_keyframe']:7.0f} {r['build_s']:8.1f}")
     return 0

@@ -1,7 +1,8 @@
 """Search at scale on a synthetic collection that follows the real descriptor distribution.
 
-Real 512-d descriptors (from an index, or from indexing the sample videos) are split: a held-out
-part becomes the queries, the rest the bases. Each synthetic key frame is a point on the segment
+Real 512-d descriptors (from an index, from .npz files such as the eval harness's cached analyses,
+or from indexing the sample videos) are split: a held-out part becomes the queries, the rest the
+bases. Each synthetic key frame is a point on the segment
 between a base and one of its 5 nearest bases (as the frames between two key frames of a shot
 are), plus Gaussian noise of `noise` × the per-dimension spread of the real descriptors, clipped
 at 0 as pool5 activations are. Queries are held-out real descriptors with the same noise. The
@@ -23,7 +24,7 @@ import faiss
 import numpy as np
 
 from frameseek.features import DESCRIPTOR_DIM, mean_pool_channels
-from frameseek.search import CoarseToFine, auto_coarse
+from frameseek.search import DEFAULT_NPROBE, CoarseToFine, auto_coarse
 from frameseek.store.base import Vectors
 
 TOP = 12
@@ -64,6 +65,18 @@ def real_descriptors(index_dir: Path | None = None, videos: list[Path] | None = 
         return np.asarray(index.store.vectors().descriptors, dtype=np.float32)
 
 
+def descriptors_from_files(files: list[Path]) -> np.ndarray:
+    """The "descriptors" arrays of .npz files, stacked (e.g. the eval cache's analyses: every
+    sampled frame of a real corpus, far more varied than one index's key frames)."""
+    arrays = []
+    for file in files:
+        with np.load(file) as data:
+            if "descriptors" not in data:
+                raise ValueError(f"{file} has no 'descriptors' array")
+            arrays.append(np.asarray(data["descriptors"], dtype=np.float32))
+    return np.concatenate(arrays) if arrays else np.zeros((0, DESCRIPTOR_DIM), np.float32)
+
+
 def synthesize(real: np.ndarray, count: int, queries: int, noise: float = 0.1,
                seed: int = 0) -> Collection:
     if len(real) < 4:
@@ -73,8 +86,13 @@ def synthesize(real: np.ndarray, count: int, queries: int, noise: float = 0.1,
     held = max(1, len(real) // 5)
     held_out, bases = real[order[:held]], real[order[held:]]
     spread = (noise * real.std(axis=0)).astype(np.float32)
-    squared = ((bases[:, None, :] - bases[None, :, :]) ** 2).sum(axis=2)
-    neighbours = np.argsort(squared, axis=1)[:, 1 : NEIGHBOURS + 1]
+    # Expanded form in float64: the direct (B, B, 512) difference takes gigabytes for a thousand
+    # bases. A base is never its own neighbour, even among duplicates (identical black frames).
+    wide = bases.astype(np.float64)
+    norms = (wide * wide).sum(axis=1)
+    squared = norms[:, None] + norms[None, :] - 2 * wide @ wide.T
+    np.fill_diagonal(squared, np.inf)
+    neighbours = np.argsort(squared, axis=1)[:, :NEIGHBOURS]
     descriptors = np.empty((count, DESCRIPTOR_DIM), dtype=np.float16)
     for start in range(0, count, CHUNK):
         n = min(CHUNK, count - start)
@@ -133,16 +151,18 @@ def _ours(coarse: str, **options) -> Callable[[Collection], tuple[Searcher, floa
     return build
 
 
-def methods(count: int) -> dict[str, Callable[[Collection], tuple[Searcher, float]]]:
+def methods(count: int, nprobe: int = DEFAULT_NPROBE
+            ) -> dict[str, Callable[[Collection], tuple[Searcher, float]]]:
+    """Every method by name; `nprobe` is the cells the IVF ones visit per query."""
     cells = round(math.sqrt(count))
     return {
         "faiss-flat512": _flat512,
         "faiss-flat64": _flat64,
         "ours-flat64": _ours("Flat"),
-        "ours-ivf64": _ours(f"IVF{cells},Flat"),
+        "ours-ivf64": _ours(f"IVF{cells},Flat", nprobe=nprobe),
         "ours-hnsw64": _ours("HNSW32"),
-        "ours-ivf512-fp16": _ours(f"IVF{cells},SQfp16@512"),
-        "ours-ivf512-sq8": _ours(f"IVF{cells},SQ8@512"),
+        "ours-ivf512-fp16": _ours(f"IVF{cells},SQfp16@512", nprobe=nprobe),
+        "ours-ivf512-sq8": _ours(f"IVF{cells},SQ8@512", nprobe=nprobe),
     }
 
 
@@ -189,10 +209,17 @@ def measure(build: Callable[[Collection], tuple[Searcher, float]], c: Collection
 
 def run(count: int, queries: int = 200, names: list[str] | None = None,
         index_dir: Path | None = None, noise: float = 0.1, seed: int = 0,
-        progress: Callable[[str], None] | None = None) -> dict:
-    """The whole benchmark: one collection, every method on it in turn, the exact one first."""
+        progress: Callable[[str], None] | None = None, nprobes: list[int] | None = None,
+        descriptor_files: list[Path] | None = None) -> dict:
+    """The whole benchmark: one collection, every method on it in turn, the exact one first.
+
+    With `nprobes`, each IVF method is measured once per value, reported as "NAME nprobe=N".
+    `descriptor_files` (.npz with a "descriptors" array) replace `index_dir` as the source of
+    the real descriptors.
+    """
     say = progress or (lambda _line: None)
-    real = real_descriptors(index_dir)
+    real = (descriptors_from_files(descriptor_files) if descriptor_files
+            else real_descriptors(index_dir))
     start = time.perf_counter()
     collection = synthesize(real, count, queries, noise, seed)
     say(f"collection of {count} from {len(real)} real descriptors: "
@@ -202,22 +229,31 @@ def run(count: int, queries: int = 200, names: list[str] | None = None,
     unknown = set(chosen) - set(available)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; known: {sorted(available)}")
+    if nprobes is not None and min(nprobes, default=0) < 1:
+        raise ValueError("nprobe must be at least 1")
     # The exact search runs first: its answers are the truth every other method is scored on.
     order = ["faiss-flat512", *[n for n in chosen if n != "faiss-flat512"]]
     results: dict[str, dict] = {}
     truth = None
     for name in order:
-        result, rows = measure(available[name], collection, truth)
-        truth = rows if truth is None else truth
-        if name in chosen:
-            results[name] = {k: round(v, 4) for k, v in asdict(result).items()}
-            say(f"{name}: {results[name]}")
+        # Rebuilt for each nprobe (same seed, so the same cells): build time and memory are
+        # then reported per row like any other method's.
+        sweep = [(f"{name} nprobe={n}", methods(count, n)[name]) for n in nprobes or []]
+        for label, build in sweep if sweep and "ivf" in name else [(name, available[name])]:
+            result, rows = measure(build, collection, truth)
+            truth = rows if truth is None else truth
+            if name in chosen:
+                results[label] = {k: round(v, 4) for k, v in asdict(result).items()}
+                say(f"{label}: {results[label]}")
     return {
         "keyframes": count,
         "queries": queries,
         "real_descriptors": collection.real,
+        "descriptors_from": ([str(f) for f in descriptor_files] if descriptor_files
+                             else str(index_dir) if index_dir else "samples/videos"),
         "noise": noise,
         "auto": auto_coarse(count),
+        "nprobe": nprobes or DEFAULT_NPROBE,
         "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
         "methods": results,
     }

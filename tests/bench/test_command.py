@@ -6,9 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from frameseek.bench.command import register
+from frameseek.bench.search import real_descriptors
+from frameseek.search import DEFAULT_NPROBE
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
@@ -34,6 +37,43 @@ def test_bench_search_reports_every_method(sample_index: Path,
     # float16 descriptors and float32 64-d index, as the product holds them
     assert report["methods"]["ours-flat64"]["bytes_per_keyframe"] == pytest.approx(1024 + 256,
                                                                                    abs=1)
+
+
+def test_bench_search_sweeps_nprobe_for_the_ivf_methods_only(
+        sample_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = run(["bench", "search", "--keyframes", "3000", "--queries", "8", "--index",
+                  str(sample_index), "--methods", "ours-flat64", "ours-ivf512-fp16", "--nprobe",
+                  "1", "8", "--json"], capsys)
+    assert report["nprobe"] == [1, 8]
+    assert set(report["methods"]) == {"ours-flat64", "ours-ivf512-fp16 nprobe=1",
+                                      "ours-ivf512-fp16 nprobe=8"}
+    # More cells visited, every one ranked exactly: never fewer of the true top 12.
+    assert report["methods"]["ours-ivf512-fp16 nprobe=8"]["recall_at_12"] >= \
+        report["methods"]["ours-ivf512-fp16 nprobe=1"]["recall_at_12"]
+
+
+def test_bench_search_takes_real_descriptors_from_npz_files(
+        sample_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    descriptors = real_descriptors(sample_index)
+    files = []
+    for part, rows in enumerate(np.array_split(descriptors, 2)):  # as the eval cache: per video
+        files.append(tmp_path / f"video{part}.npz")
+        np.savez(files[-1], descriptors=rows, times=np.arange(len(rows)))
+    report = run(["bench", "search", "--keyframes", "2000", "--queries", "4", "--descriptors",
+                  *map(str, files), "--methods", "ours-ivf512-fp16", "--json"], capsys)
+    assert report["real_descriptors"] == len(descriptors)
+    assert report["descriptors_from"] == [str(f) for f in files]
+    assert report["nprobe"] == DEFAULT_NPROBE
+
+
+def test_bench_search_says_which_descriptor_file_is_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "search", "--keyframes", "100", "--descriptors",
+                              str(tmp_path / "absent.npz")])
+    assert args.run(args) == 1
+    assert "absent.npz" in capsys.readouterr().err
 
 
 def test_bench_search_refuses_an_unknown_method(sample_index: Path) -> None:
