@@ -52,7 +52,7 @@ SCALES = np.round(np.arange(0.45, 0.99, 0.05), 2)  # crop or inset width / whole
 FULL_COVER = 0.999  # a query cell is compared only where the query covers all of it
 TIE_RATIO = 2.0
 MIN_CELLS = 12  # fewer covered cells than this and the query is too small to localise
-MIN_CORRELATION = 0.6  # below this the best frame is no real likeness, and the time stays put
+MIN_CORRELATION = 0.5  # below this the best frame is no real likeness, and the time stays put
 # How much better (in Fisher's z, which spreads out correlations near 1) another key frame's
 # segments must match to be preferred over the best match's own.
 SIBLING_MARGIN = 0.25
