@@ -1,9 +1,9 @@
 """Benchmark of issue 8's variants on the evaluation harness's corpus and query sets.
 
 Reuses what `frameseek eval run` cached in its out directory: the analysis pass (pool5 maps of
-every sampled frame, float16) and the query sets with their pool5 maps, so no CNN pass over the
-corpus is repeated. Only queries whose borders get trimmed go through the CNN again (cached in
---out). Key frames are those of the eval run (θ of IndexConfig, the given sample rate).
+every sampled frame, float16) and the query sets with the pool5 maps of each query as given and
+trimmed, so no CNN pass is repeated. Key frames are those of the eval run (θ of IndexConfig, the
+given sample rate).
 
 Every variant runs the same coarse-to-fine search in numpy (coarse top 100, fine re-rank, top 12)
 and is scored with frameseek/eval/metrics.py. The "no match" study holds out a quarter of the query
@@ -11,14 +11,12 @@ videos at a time (their queries become out-of-index queries, the whitening is re
 them), and uses the distractor videos' sampled frames as further out-of-index queries against an
 index without the distractors; thresholds are calibrated on the other folds (cross-validated).
 
-    python bench/robust_eval.py --eval-out /tmp/ev/full --corpus /tmp/fs-corpus \
-        --sample-fps 1.0 --out /tmp/robust
+    python bench/robust_eval.py --eval-out /tmp/ev/fps2 --corpus /tmp/fs-corpus --out /tmp/robust
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -32,17 +30,15 @@ from frameseek.eval.analysis import VideoAnalysis, _from_arrays
 from frameseek.eval.methods import Result
 from frameseek.eval.metrics import Outcome, by_perturbation, summarise
 from frameseek.eval.queries import QUERIES_FILE, SETS, Query
-from frameseek.eval.run import corpus_videos
+from frameseek.eval.run import corpus_videos, embed_queries
 from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_spatial
 from frameseek.index import IndexConfig, content_id
-from frameseek.query import load_image
 from frameseek.rmac import RegionalMax, Whitening, shipped
 from frameseek.robust import (
     NoMatch,
     aggregate_videos,
     local_features,
     local_similarity,
-    trim_borders,
 )
 
 TOP = 12
@@ -103,49 +99,18 @@ class QuerySet:
     cnn_ms: np.ndarray  # decoding + CNN forward of the query as given (eval run's timing)
 
 
-def load_queries(eval_out: Path, out: Path, extractor: FeatureExtractor, videos: set[str]
-                 ) -> QuerySet:
+def load_queries(eval_out: Path, extractor: FeatureExtractor, videos: set[str]) -> QuerySet:
+    """The eval run's queries and their cached maps (frameseek.eval.run.embed_queries)."""
     query_dir = eval_out / "queries"
-    listing = (query_dir / QUERIES_FILE).read_bytes()
-    key = hashlib.sha256(listing + str(extractor.input_size).encode()).hexdigest()[:24]
-    with np.load(eval_out / "cache" / f"queries-{key}.npz") as data:
-        pool5, total = data["pool5"], data["total"]
-    queries = [Query(**q) for q in json.loads(listing)["queries"]]
-    keep = np.array([q.video in videos for q in queries])
-    queries = [q for q, k in zip(queries, keep, strict=True) if k]
-    pool5, total = pool5[keep], total[keep]
-
-    trim_file = out / f"trimmed-{key}.npz"
-    cached: dict[str, tuple[bool, np.ndarray, float]] = {}
-    if trim_file.exists():
-        with np.load(trim_file) as data:
-            cached = {str(i): (bool(t), m, float(ms)) for i, t, m, ms in zip(
-                data["ids"], data["trimmed"], data["pool5"], data["trim_ms"], strict=True)}
-    for q, original in zip(queries, pool5, strict=True):
-        if q.id not in cached:
-            cached[q.id] = trimmed_query(query_dir / q.file, original, extractor)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(trim_file, ids=np.array(list(cached)),
-             trimmed=np.array([t for t, _, _ in cached.values()]),
-             pool5=np.stack([m for _, m, _ in cached.values()]),
-             trim_ms=np.array([ms for _, _, ms in cached.values()]))
-    rows = [cached[q.id] for q in queries]
-    return QuerySet(queries, pool5, np.stack([m for _, m, _ in rows]),
-                    np.array([t for t, _, _ in rows]), np.array([ms for _, _, ms in rows]),
-                    total * 1000)
-
-
-def trimmed_query(file: Path, original: np.ndarray, extractor: FeatureExtractor
-                  ) -> tuple[bool, np.ndarray, float]:
-    """Whether borders were trimmed, the pool5 maps of the content, and the trimming's ms."""
-    rgb = load_image(file)
-    start = time.perf_counter()
-    top, bottom, left, right = trim_borders(rgb)
-    trim_ms = (time.perf_counter() - start) * 1000
-    if (top, bottom, left, right) == (0, rgb.shape[0], 0, rgb.shape[1]):
-        return False, original, trim_ms
-    content = np.ascontiguousarray(rgb[top:bottom, left:right])
-    return True, extractor.pool5(extractor.resize(content)[None])[0], trim_ms
+    listing = json.loads((query_dir / QUERIES_FILE).read_text())["queries"]
+    queries = [Query(**q) for q in listing]
+    inputs, total, _ = embed_queries(queries, query_dir, extractor, eval_out)
+    keep = [i for i, q in enumerate(queries) if q.video in videos]
+    chosen = [inputs[i] for i in keep]
+    return QuerySet([queries[i] for i in keep], np.concatenate([q.pool5 for q in chosen]),
+                    np.concatenate([q.content_pool5 for q in chosen]),
+                    np.array([q.content_rgb.shape != q.rgb.shape for q in chosen]),
+                    np.array([q.trim_seconds * 1000 for q in chosen]), total[keep] * 1000)
 
 
 # -- representations -----------------------------------------------------------------------------
@@ -400,7 +365,7 @@ def main() -> None:
     config = IndexConfig(sample_fps=args.sample_fps)
     analyses = load_analyses(args.eval_out, args.corpus, args.sample_fps)
     extractor = FeatureExtractor(input_size=config.input_size)
-    qs = load_queries(args.eval_out, args.out, extractor, {p for p, _, _ in analyses})
+    qs = load_queries(args.eval_out, extractor, {p for p, _, _ in analyses})
     print(f"{len(analyses)} videos, {len(qs.queries)} queries, {int(qs.trimmed.sum())} trimmed")
     print("| variant | plain top-1 video | plain acc@12 | perturbed top-1 | perturbed acc@12 | "
           "query ms (search ms) | extra bytes/key frame |")
