@@ -16,7 +16,6 @@ others R-MAC and/or border trimming), then scored with frameseek/eval/metrics.py
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -24,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from robust_eval import load_analyses
+from robust_eval import eval_cache_parser, load_analyses
 
 from frameseek.eval.analysis import VideoAnalysis
 from frameseek.eval.methods import DEFAULT, Selection, ours_variants
@@ -60,11 +59,7 @@ def cluster_features(analysis: VideoAnalysis, extractor: FeatureExtractor, cache
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eval-out", type=Path, required=True)
-    parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--sample-fps", type=float, default=IndexConfig.sample_fps)
-    parser.add_argument("--out", type=Path, required=True)
+    parser = eval_cache_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
     config = IndexConfig(sample_fps=args.sample_fps)
     analyses = [a for _, _, a in load_analyses(args.eval_out, args.corpus, args.sample_fps)]

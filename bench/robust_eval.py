@@ -354,12 +354,18 @@ def no_match_study(analyses, config: IndexConfig, qs: QuerySet, variant: Variant
             "threshold_all": NoMatch.calibrate([s for _, s, _ in negative]).threshold}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def eval_cache_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a benchmark that reads an eval run's cache and writes to --out."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--eval-out", type=Path, required=True)
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--sample-fps", type=float, default=IndexConfig.sample_fps)
     parser.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main() -> None:
+    parser = eval_cache_parser(__doc__.splitlines()[0])
     parser.add_argument("--skip-no-match", action="store_true")
     args = parser.parse_args()
     config = IndexConfig(sample_fps=args.sample_fps)
