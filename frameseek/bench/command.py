@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from frameseek.features import POOLINGS
+from frameseek.index import IndexConfig
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="measure search and indexing speed")
@@ -39,6 +42,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     index.add_argument("--cluster-size", type=int, metavar="PX",
                        help="cluster cheaper CNN features at this input size (e.g. 112); "
                             "default: the paper's full descriptors")
+    index.add_argument("--pooling", choices=POOLINGS, default=IndexConfig.pooling,
+                       help="the index's descriptor (default %(default)s)")
     index.add_argument("--json", action="store_true", help="one JSON object on stdout")
     index.set_defaults(run=_index)
 
@@ -74,11 +79,10 @@ def _search(args: argparse.Namespace) -> int:
 
 def _index(args: argparse.Namespace) -> int:
     from frameseek.bench import index
-    from frameseek.index import IndexConfig
     from frameseek.video import VideoError
 
     try:
-        config = IndexConfig(cluster_size=args.cluster_size)
+        config = IndexConfig(cluster_size=args.cluster_size, pooling=args.pooling)
         report = index.run(args.video, config, queries=args.queries)
     except VideoError as exc:
         print(f"frameseek: {args.video}: {exc}", file=sys.stderr)

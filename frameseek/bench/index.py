@@ -41,6 +41,7 @@ def run(video: Path, config: IndexConfig | None = None, queries: int = 5) -> dic
     return {
         "video": str(video),
         "cluster_size": config.cluster_size,
+        "pooling": config.pooling,
         "video_s": round(record.duration, 3),
         "frames": record.frames,
         "keyframes": record.keyframes,
