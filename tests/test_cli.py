@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from frameseek.video import iter_frames
 from tests.conftest import BBB, BIKES, SAMPLES, frame_at
 
 CARPHONE = Path(__file__).parent / "data" / "carphone.mp4"
@@ -136,3 +137,27 @@ def test_corrupt_videos_are_reported_and_skipped(tmp_path: Path) -> None:
     assert removed.returncode == 0 and f"removed {good}" in removed.stdout
     assert_one_line_error(frameseek("remove", good, "--index", index))
     assert json.loads(frameseek("info", "--index", index, "--json").stdout)["videos"] == []
+
+
+def test_pooling_is_chosen_at_creation_and_kept(tmp_path: Path) -> None:
+    """`--pooling mean` makes a paper-pooled index; later runs without the flag keep it, asking
+    for the other pooling is a one-line error, and a page-framed query is found with and
+    without `--no-trim`."""
+    index = tmp_path / "index"
+    assert frameseek("index", CARPHONE, BIKES, "--index", index, "--pooling", "mean",
+                     "--quiet").returncode == 0
+    info = json.loads(frameseek("info", "--index", index, "--json").stdout)
+    assert info["config"]["pooling"] == "mean"
+    again = frameseek("index", CARPHONE, "--index", index, "--quiet")
+    assert again.returncode == 0 and "(1 unchanged" in again.stdout, again
+    assert_one_line_error(frameseek("index", CARPHONE, "--index", index, "--pooling", "rmac"))
+
+    frame = next(f for f in iter_frames(CARPHONE) if f.number == 50).rgb()
+    page = Image.new("RGB", (frame.shape[1] * 3, frame.shape[0] * 3), (250, 250, 250))
+    page.paste(Image.fromarray(frame), (frame.shape[1], frame.shape[0]))
+    query = tmp_path / "page.png"
+    page.save(query)
+    for flags in ((), ("--no-trim",)):
+        run = frameseek("search", query, "--index", index, "--top", "1", "--json", *flags)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["results"][0]["video"] == str(CARPHONE)
