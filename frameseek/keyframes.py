@@ -205,12 +205,12 @@ class KeyFrameExtractor:
                         spill.append(frame.rgb(full, full))
                     samples.thumbnails.append(_thumbnail(frame))
                 if len(samples.pending) == batch:
-                    self._embed(samples, keep=spill is None)
+                    self._embed(samples)
             count += 1
             last_time = frame.time
             if on_frame is not None:
                 on_frame(frame)
-        self._embed(samples, keep=spill is None)
+        self._embed(samples)
         clustering = np.concatenate(samples.clustering)
         m = count_clusters(np.asarray(distances, dtype=np.float32), self.theta)
         cap = max(1, int(len(clustering) / self.samples_per_cluster))
@@ -238,14 +238,14 @@ class KeyFrameExtractor:
         ]
         return KeyFrameResult(keyframes, count, last_time, len(samples.numbers), m)
 
-    def _embed(self, samples: _Samples, keep: bool) -> None:
-        """CNN over the pending samples: their clustering features, and (`keep`) the stored
-        features, from the same forward pass."""
+    def _embed(self, samples: _Samples) -> None:
+        """CNN over the pending samples: their clustering features and, when they are at the
+        stored size, the stored features too, from the same forward pass."""
         if samples.pending:
             with self.timer.stage("cnn"):
                 pool5 = self.clusterer.pool5(np.stack(samples.pending))
                 samples.clustering.append(mean_pool_spatial(pool5))
-                if keep:
+                if self.clusterer is self.extractor:
                     samples.features.append(self.extractor.features(pool5))
             samples.pending.clear()
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from frameseek import rmac
 from frameseek.features import FeatureExtractor, pooling_named
-from frameseek.index import Index, IndexConfig
+from frameseek.index import ConfigMismatch, Index, IndexConfig
 from frameseek.rmac import RegionalMax, Whitening, WhiteningError, regional_max, rmac_regions
 from tests.conftest import BBB, BIKES, frame_at
 
@@ -125,5 +125,5 @@ def test_an_rmac_index_stores_its_pooling_and_finds_a_screenshot(tmp_path, sampl
         top = index.search(screenshot(frame), top=3)[0]
         assert top.video.endswith("big_buck_bunny_60s.mp4")
         assert abs(top.time - time) < 1.0
-    with pytest.raises(Exception, match="pooling"):
+    with pytest.raises(ConfigMismatch, match="pooling"):
         Index.open(directory, IndexConfig(pooling="mean"))

@@ -238,8 +238,9 @@ def run(count: int, queries: int = 200, names: list[str] | None = None,
     for name in order:
         # Rebuilt for each nprobe (same seed, so the same cells): build time and memory are
         # then reported per row like any other method's.
-        sweep = [(f"{name} nprobe={n}", methods(count, n)[name]) for n in nprobes or []]
-        for label, build in sweep if sweep and "ivf" in name else [(name, available[name])]:
+        builds = ([(f"{name} nprobe={n}", methods(count, n)[name]) for n in nprobes]
+                  if nprobes and "ivf" in name else [(name, available[name])])
+        for label, build in builds:
             result, rows = measure(build, collection, truth)
             truth = rows if truth is None else truth
             if name in chosen:

@@ -103,6 +103,10 @@ class Method:
     def search(self, query: QueryInput, top: int = TOP) -> list[Result]:
         raise NotImplementedError
 
+    def query_seconds(self, query: QueryInput) -> float:
+        """Work before the search beyond decoding and the CNN (none for most methods)."""
+        return 0.0
+
 
 class Euclidean(Method):
     """Exhaustive L2 search over `vectors`; `encode` turns a query into the same space."""
@@ -152,7 +156,6 @@ class Ours(Method):
         return [Result(m.video, m.time, m.time, m.time, m.keyframe_id) for m in matches]
 
     def query_seconds(self, query: QueryInput) -> float:
-        """Work before the search beyond decoding and the CNN: trimming."""
         return query.trim_seconds if self.trim else 0.0
 
 

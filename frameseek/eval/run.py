@@ -21,7 +21,6 @@ from frameseek.eval.methods import (
     DEFAULT,
     KeyFrames,
     Method,
-    Ours,
     QueryInput,
     baselines,
     ours_variants,
@@ -157,7 +156,7 @@ def embed_queries(queries: list[Query], query_dir: Path, extractor: FeatureExtra
     cache = out / "cache" / f"queries-{key}.npz"
     rgbs = [load_image(query_dir / q.file) for q in queries]
     if not cache.exists():
-        arrays = _embed_queries(queries, query_dir, extractor)
+        arrays = _embed_queries(queries, query_dir, extractor, rgbs[0])
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **arrays)
     with np.load(cache) as data:
@@ -173,11 +172,10 @@ def embed_queries(queries: list[Query], query_dir: Path, extractor: FeatureExtra
     return inputs, arrays["total"], arrays["loading"]
 
 
-def _embed_queries(queries: list[Query], query_dir: Path, extractor: FeatureExtractor
-                   ) -> dict[str, np.ndarray]:
+def _embed_queries(queries: list[Query], query_dir: Path, extractor: FeatureExtractor,
+                   warm_up: np.ndarray) -> dict[str, np.ndarray]:
     maps, content_maps, boxes, total, loading, trim = [], [], [], [], [], []
-    warm = load_image(query_dir / queries[0].file)
-    extractor.pool5(extractor.resize(warm)[None])  # warm-up, kept out of the timings
+    extractor.pool5(extractor.resize(warm_up)[None])  # kept out of the timings
     for q in queries:
         start = time.perf_counter()
         rgb = load_image(query_dir / q.file)
@@ -207,8 +205,7 @@ def search_all(method: Method, queries: list[Query], inputs: list[QueryInput],
         results = method.search(q)
         seconds = time.perf_counter() - start
         before = cnn_seconds[i] if method.uses_cnn else load_seconds[i]
-        if isinstance(method, Ours):
-            before += method.query_seconds(q)
+        before += method.query_seconds(q)
         outcomes.append(Outcome(query, results, seconds, float(before)))
     return outcomes
 

@@ -122,7 +122,11 @@ class EmbeddedStore:
     @_damage_is_store_error
     def get_config(self) -> dict | None:
         with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+            return self._config()
+
+    def _config(self) -> dict | None:
+        """The stored config; the caller holds the lock."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         return json.loads(row[0]) if row else None
 
     @_damage_is_store_error
@@ -184,8 +188,7 @@ class EmbeddedStore:
             rows = self._db.execute(
                 "SELECT id, descriptor FROM keyframes ORDER BY id"
             ).fetchall()
-            config = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
-            pooling = json.loads(config[0]).get("pooling", LEGACY_MEAN) if config else LEGACY_MEAN
+            pooling = (self._config() or {}).get("pooling", LEGACY_MEAN)
             self._cached = (version, _vectors(rows, pooling_named(pooling).coarse))
             return self._cached[1]
 
