@@ -6,10 +6,8 @@ trimmed, so no CNN pass is repeated. Key frames are those of the eval run (θ of
 given sample rate).
 
 Every variant runs the same coarse-to-fine search in numpy (coarse top 100, fine re-rank, top 12)
-and is scored with frameseek/eval/metrics.py. The "no match" study holds out a quarter of the query
-videos at a time (their queries become out-of-index queries, the whitening is refitted without
-them), and uses the distractor videos' sampled frames as further out-of-index queries against an
-index without the distractors; thresholds are calibrated on the other folds (cross-validated).
+and is scored with frameseek/eval/metrics.py. The "no match" answer has its own study,
+bench/no_match.py, built on this one's searcher.
 
     python bench/robust_eval.py --eval-out /tmp/ev/fps2 --corpus /tmp/fs-corpus --out /tmp/robust
 """
@@ -35,7 +33,6 @@ from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_s
 from frameseek.index import IndexConfig, content_id
 from frameseek.rmac import RegionalMax, Whitening, shipped
 from frameseek.robust import (
-    NoMatch,
     aggregate_videos,
     local_features,
     local_similarity,
@@ -45,7 +42,6 @@ TOP = 12
 CANDIDATES = 100
 VERIFY = 20  # candidates re-scored by local verification
 LOCAL_DIM = 64
-FOLDS = 4
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -66,6 +62,8 @@ def load_analyses(eval_out: Path, corpus: Path, sample_fps: float) -> list[tuple
     """(path, role, analysis) of every corpus video whose analysis the eval run has cached."""
     found = []
     for video in corpus_videos(corpus):
+        if video.role == "outside":  # never indexed, so never analysed
+            continue
         key = f"{content_id(video.path)[:24]}-{sample_fps}-224-v1"
         file = eval_out / "cache" / "analysis" / f"{key}.npz"
         if not file.exists():
@@ -99,13 +97,15 @@ class QuerySet:
     cnn_ms: np.ndarray  # decoding + CNN forward of the query as given (eval run's timing)
 
 
-def load_queries(eval_out: Path, extractor: FeatureExtractor, videos: set[str]) -> QuerySet:
-    """The eval run's queries and their cached maps (frameseek.eval.run.embed_queries)."""
-    query_dir = eval_out / "queries"
+def load_queries(out: Path, extractor: FeatureExtractor, videos: set[str] | None = None
+                 ) -> QuerySet:
+    """Queries written by frameseek.eval.queries under out/queries (those of `videos` only), with
+    their maps cached under out/cache as the eval run does (frameseek.eval.run.embed_queries)."""
+    query_dir = out / "queries"
     listing = json.loads((query_dir / QUERIES_FILE).read_text())["queries"]
     queries = [Query(**q) for q in listing]
-    inputs, total, _ = embed_queries(queries, query_dir, extractor, eval_out)
-    keep = [i for i, q in enumerate(queries) if q.video in videos]
+    inputs, total, _ = embed_queries(queries, query_dir, extractor, out)
+    keep = [i for i, q in enumerate(queries) if videos is None or q.video in videos]
     chosen = [inputs[i] for i in keep]
     return QuerySet([queries[i] for i in keep], np.concatenate([q.pool5 for q in chosen]),
                     np.concatenate([q.content_pool5 for q in chosen]),
@@ -181,7 +181,6 @@ class Variant:
     trim: bool = False
     verify: bool = False
     aggregate: int = 0  # results grouped by video, videos ranked by their best `aggregate`
-    margin: bool = False  # "no match" score: the top video's lead over the next, not its score
 
 
 @dataclass
@@ -201,10 +200,10 @@ class Searcher:
         if self.locals_w is not None:
             self.locals_ = local_features(self.db.pool5, self.locals_w).astype(np.float16)
 
-    def search(self, pool5: np.ndarray, verify: bool, aggregate: int, margin: bool = False
-               ) -> tuple[list[Result], float]:
-        """One query's maps → top results and the score that the "no match" answer thresholds:
-        the top video's score, or with `margin` its lead over the next video's."""
+    def search(self, pool5: np.ndarray, verify: bool, aggregate: int
+               ) -> tuple[list[Result], list[tuple[str, float]]]:
+        """One query's maps → top results, and the candidates' videos ranked by their best
+        score (what a "no match" answer is decided on: bench/no_match.py)."""
         coarse, fine = self.encoder.encode(pool5[None])
         rows = np.argsort(((self.coarse - coarse) ** 2).sum(axis=1), kind="stable")[:CANDIDATES]
         squared = ((self.fine[rows] - fine) ** 2).sum(axis=1)
@@ -228,31 +227,29 @@ class Searcher:
         results = [Result(str(self.db.videos[r]), float(self.db.times[r]),
                           float(self.db.times[r]), float(self.db.times[r]))
                    for r in rows[:TOP]]
-        runner_up = ranked[1][1] if margin and len(ranked) > 1 else 0.0
-        return results, ranked[0][1] - runner_up
+        return results, ranked
 
 
 def run_variant(searcher: Searcher, variant: Variant, qs: QuerySet
-                ) -> tuple[list[Outcome], list[float]]:
+                ) -> tuple[list[Outcome], list[list[tuple[str, float]]]]:
     """Every query, one at a time on one BLAS thread (as a server answers one request)."""
     with threadpool_limits(1):
         return _run_variant(searcher, variant, qs)
 
 
 def _run_variant(searcher: Searcher, variant: Variant, qs: QuerySet
-                 ) -> tuple[list[Outcome], list[float]]:
-    outcomes, scores = [], []
+                 ) -> tuple[list[Outcome], list[list[tuple[str, float]]]]:
+    outcomes, rankings = [], []
     maps = qs.trimmed_pool5 if variant.trim else qs.pool5
-    searcher.search(maps[0], variant.verify, variant.aggregate, variant.margin)  # warm-up
+    searcher.search(maps[0], variant.verify, variant.aggregate)  # warm-up
     for i, query in enumerate(qs.queries):
         start = time.perf_counter()
-        results, score = searcher.search(maps[i], variant.verify, variant.aggregate,
-                                         variant.margin)
+        results, ranked = searcher.search(maps[i], variant.verify, variant.aggregate)
         seconds = time.perf_counter() - start
         trim_ms = qs.trim_ms[i] if variant.trim else 0.0
         outcomes.append(Outcome(query, results, seconds, (qs.cnn_ms[i] + trim_ms) / 1000))
-        scores.append(score)
-    return outcomes, scores
+        rankings.append(ranked)
+    return outcomes, rankings
 
 
 def bytes_per_keyframe(variant: Variant) -> int:
@@ -315,50 +312,6 @@ def format_row(row: dict) -> str:
             f"({q['search_ms_median']:.1f}) | {row['bytes_extra']} |")
 
 
-def no_match_study(analyses, config: IndexConfig, qs: QuerySet, variant: Variant) -> dict:
-    """Cross-validated "no match" threshold at FPR ≤ 1%: share of true matches kept."""
-    query_videos = sorted({q.video for q in qs.queries})
-    rng = np.random.default_rng(0)
-    folds = np.array_split(rng.permutation(query_videos), FOLDS)
-    negative, positive = [], []  # (fold, score) pairs; positives only where top-1 is right
-    for f, held in enumerate(folds):
-        held_set = set(held)
-        db = database(analyses, config, lambda path, role, h=held_set: path not in h)
-        searcher = Searcher(variant.encoder, db, Whitening.fit(_local_sample(db.pool5), LOCAL_DIM)
-                            if variant.verify else None)
-        outcomes, scores = run_variant(searcher, variant, qs)
-        for o, s in zip(outcomes, scores, strict=True):
-            if o.query.video in held_set:
-                negative.append((f, s, "held-out query"))
-            elif o.results and o.results[0].video == o.query.video:
-                positive.append((f, s))
-    # Distractor frames (clean, every sample) against an index without the distractors.
-    db = database(analyses, config, lambda path, role: role != "distractor")
-    searcher = Searcher(variant.encoder, db, Whitening.fit(_local_sample(db.pool5), LOCAL_DIM)
-                        if variant.verify else None)
-    for _, role, a in analyses:
-        if role != "distractor":
-            continue
-        for i, maps in enumerate(a.pool5):
-            with threadpool_limits(1):
-                _, score = searcher.search(maps, variant.verify, variant.aggregate,
-                                           variant.margin)
-            negative.append((FOLDS + i % FOLDS, score, "distractor frame"))
-    # Cross-validated: each fold's threshold is calibrated on the other folds' negatives.
-    kept, passed = [], []
-    for f in range(FOLDS):
-        calibration = [s for g, s, _ in negative if g % FOLDS != f]
-        rule = NoMatch.calibrate(calibration, fpr=0.01)
-        kept += [rule.is_match(s) for g, s in positive if g == f]
-        passed += [rule.is_match(s) for g, s, _ in negative if g % FOLDS == f]
-    return {"variant": variant.name, "negatives": len(negative),
-            "held_out_queries": sum(kind == "held-out query" for *_, kind in negative),
-            "distractor_frames": sum(kind == "distractor frame" for *_, kind in negative),
-            "true_matches": len(positive), "fpr": float(np.mean(passed)),
-            "kept": float(np.mean(kept)),
-            "threshold_all": NoMatch.calibrate([s for _, s, _ in negative]).threshold}
-
-
 def eval_cache_parser(description: str) -> argparse.ArgumentParser:
     """The options of a benchmark that reads an eval run's cache and writes to --out."""
     parser = argparse.ArgumentParser(description=description)
@@ -371,7 +324,6 @@ def eval_cache_parser(description: str) -> argparse.ArgumentParser:
 
 def main() -> None:
     parser = eval_cache_parser(__doc__.splitlines()[0])
-    parser.add_argument("--skip-no-match", action="store_true")
     args = parser.parse_args()
     config = IndexConfig(sample_fps=args.sample_fps)
     analyses = load_analyses(args.eval_out, args.corpus, args.sample_fps)
@@ -385,14 +337,7 @@ def main() -> None:
     results = {"videos": len(analyses), "queries": len(qs.queries),
                "trimmed": {s: int(sum(t for q, t in zip(qs.queries, qs.trimmed, strict=True)
                                       if q.set == s)) for s in SETS},
-               "table": table, "no_match": []}
-    if not args.skip_no_match:
-        margin = Variant("R-MAC + trim, margin over the next video", RMAC(), trim=True,
-                         margin=True)
-        for variant in (variants()[0], *variants()[-4:], margin):
-            study = no_match_study(analyses, config, qs, variant)
-            print(json.dumps(study), flush=True)
-            results["no_match"].append(study)
+               "table": table}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
 

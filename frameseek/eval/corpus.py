@@ -62,6 +62,11 @@ class CorpusError(RuntimeError):
     """The corpus could not be built as specified."""
 
 
+# Roles: "query" videos are indexed and queried, "distractor" videos are indexed only, and
+# "outside" videos are never indexed: their frames are the queries that must get "no match".
+ROLES = ("query", "distractor", "outside")
+
+
 @dataclass(frozen=True)
 class Member:
     """One video inside a package, with the licence its package declares for it."""
@@ -116,6 +121,10 @@ DEBIAN_SOURCES: tuple[tuple[str, tuple[Member, ...]], ...] = (
                "OpenCV documentation"),
         Member("/usr/share/doc/opencv-doc/opencv4/html/cup.mp4.gz", OPENCV_LICENCE,
                "OpenCV documentation"),
+        # A film trailer clip shipped as OpenCV sample data under the package's licence; used
+        # only as an out-of-collection query, never redistributed by frameseek.
+        Member("/usr/share/doc/opencv-doc/examples/data/Megamind.avi", OPENCV_LICENCE,
+               "OpenCV sample data (a clip of the film Megamind)", role="outside"),
     )),
     ("python3-imageio", (
         Member("/usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4",
@@ -136,6 +145,14 @@ DEBIAN_SOURCES: tuple[tuple[str, tuple[Member, ...]], ...] = (
     ("morse-simulator-doc", (
         Member("/usr/share/doc/morse/html/_static/ranger.webm.gz", "BSD-3-Clause",
                "MORSE simulator, LAAS-CNRS / ONERA / ISAE-SUPAERO", role="distractor"),
+    )),
+    ("gem-doc", (
+        Member("/usr/share/gem/examples/data/anim-1.mov", "GPL-2+",
+               "Gem (Pure Data graphics), IOhannes m zmölnig and the Gem team", role="outside"),
+    )),
+    ("xine-ui", (
+        Member("/usr/share/xine/visuals/default.mpv", "GPL-2+", "the xine project",
+               role="outside"),
     )),
 )
 
@@ -211,7 +228,7 @@ def summarize(entries: Sequence[Entry], failed: Sequence[str] = ()) -> str:
     per_source = Counter(e.source for e in entries)
     lines = [
         f"{len(entries)} videos, {total / 60:.1f} min "
-        f"({roles['query']} query, {roles['distractor']} distractor)",
+        f"({roles['query']} query, {roles['distractor']} distractor, {roles['outside']} outside)",
         "sources: " + ", ".join(f"{s} ({n})" for s, n in sorted(per_source.items())),
     ]
     if failed:

@@ -55,7 +55,7 @@ class Settings:
 @dataclass(frozen=True)
 class CorpusVideo:
     path: Path
-    role: str  # "query" or "distractor"
+    role: str  # frameseek.eval.corpus.ROLES: "query", "distractor" or "outside"
 
 
 def corpus_videos(corpus: Path) -> list[CorpusVideo]:
@@ -73,7 +73,8 @@ def run(settings: Settings) -> dict:
     out = settings.out
     config = IndexConfig(sample_fps=settings.sample_fps)
     extractor = FeatureExtractor(input_size=config.input_size)  # pool5 maps: pooled per method
-    videos = corpus_videos(settings.corpus)
+    # "outside" videos are never indexed; the "no match" study (bench/no_match.py) queries them.
+    videos = [v for v in corpus_videos(settings.corpus) if v.role != "outside"]
     if not videos:
         raise SystemExit(f"frameseek eval: no videos in {settings.corpus}")
 

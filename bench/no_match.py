@@ -1,0 +1,189 @@
+"""The "no match" answer (issue 8): how often a query from outside the collection is answered
+with a match (false-positive rate), and how many true matches the answer keeps.
+
+Reuses the eval run's cache like bench/robust_eval.py (same key frames, same R-MAC + trim
+search) and adds queries of its own, made the eval's way (frameseek/eval/queries.py, plain and
+perturbed), from the corpus's videos with a single source and its "outside" videos.
+
+Out-of-collection queries, by kind:
+- other work: each work (one source video; Big Buck Bunny's clips are one work) is left out of
+  the index in turn, and its queries are searched against the rest;
+- outside: the corpus's "outside" videos, never indexed, against the whole corpus;
+- same film, other shot: a quarter of Big Buck Bunny's clips left out at a time, against an
+  index holding the film's other clips. The film is in the collection, only not that stretch of
+  it, so this kind is reported beside the others, not counted in the false-positive rate.
+True matches: the eval's queries against the whole corpus, where the top video is right.
+
+Each score's threshold is cross-validated by work: the queries of one work are judged by the
+threshold calibrated (frameseek.robust.NoMatch) on the other works' out-of-collection queries.
+
+    python bench/no_match.py --eval-out /tmp/ev/fps2 --corpus /tmp/fs-corpus --out /tmp/no-match
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from robust_eval import (
+    RMAC,
+    Database,
+    QuerySet,
+    Searcher,
+    Variant,
+    database,
+    eval_cache_parser,
+    load_analyses,
+    load_queries,
+    run_variant,
+)
+
+from frameseek.eval.queries import make_queries
+from frameseek.eval.run import MANIFEST
+from frameseek.features import FeatureExtractor
+from frameseek.index import IndexConfig
+from frameseek.robust import NoMatch
+
+DEFAULT = Variant("R-MAC + trim (default)", RMAC(), trim=True)
+FPR = 0.01
+FILM_FOLDS = 4
+Ranked = list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One query's search outcome, as the no-match answer sees it."""
+
+    query: str  # the query's file, relative to its query directory
+    work: str  # the work the query comes from
+    kind: str  # "match", "other work", "outside" or "same film, other shot"
+    set: str  # "plain" or "perturbed"
+    ranked: Ranked  # candidate videos, best first, with their best similarity
+    descriptor: np.ndarray  # the query's fine vector, as searched
+
+
+SCORES: dict[str, Callable[[Ranked], float]] = {
+    "top similarity": lambda ranked: ranked[0][1],
+    "margin over the next video": lambda ranked: ranked[0][1] - (
+        ranked[1][1] if len(ranked) > 1 else 0.0),
+}
+
+
+def works(corpus: Path) -> dict[str, tuple[str, str]]:
+    """Video path → (work, role): a work is one source video, cut into clips or not."""
+    rows = json.loads((corpus / MANIFEST).read_text())
+    return {str(corpus / r["file"]): (r["original_path"], r["role"]) for r in rows}
+
+
+def search(db: Database, qs: QuerySet, chosen: Callable[[str], bool]) -> list[tuple[int, Ranked]]:
+    """The default search of the chosen queries (by video) against `db`: (query number, ranked)."""
+    keep = [i for i, q in enumerate(qs.queries) if chosen(q.video)]
+    if not keep:
+        return []
+    subset = QuerySet([qs.queries[i] for i in keep], qs.pool5[keep], qs.trimmed_pool5[keep],
+                      qs.trimmed[keep], qs.trim_ms[keep], qs.cnn_ms[keep])
+    _, rankings = run_variant(Searcher(DEFAULT.encoder, db), DEFAULT, subset)
+    return list(zip(keep, rankings, strict=True))
+
+
+def score_all(analyses, config: IndexConfig, corpus: Path, eval_qs: QuerySet,
+              own_qs: QuerySet) -> list[Scored]:
+    work_of = works(corpus)
+    film = max({w for w, _ in work_of.values()},
+               key=lambda w: sum(x == w for x, _ in work_of.values()))
+    scored: list[Scored] = []
+    DEFAULT.encoder.fit(eval_qs.pool5)
+    fine = {id(qs): DEFAULT.encoder.encode(qs.trimmed_pool5)[1] for qs in (eval_qs, own_qs)}
+    everything = database(analyses, config, lambda path, role: True)
+    for i, ranked in search(everything, eval_qs, lambda video: True):
+        q = eval_qs.queries[i]
+        if ranked[0][0] == q.video:
+            scored.append(Scored(q.file, work_of[q.video][0], "match", q.set, ranked,
+                                 fine[id(eval_qs)][i]))
+    for i, ranked in search(everything, own_qs, lambda v: work_of[v][1] == "outside"):
+        q = own_qs.queries[i]
+        scored.append(Scored(q.file, work_of[q.video][0], "outside", q.set, ranked,
+                             fine[id(own_qs)][i]))
+    indexed_works = sorted({w for w, role in work_of.values() if role != "outside"})
+    for work in indexed_works:
+        db = database(analyses, config, lambda path, role, w=work: work_of[path][0] != w)
+        in_work = lambda video, w=work: work_of[video][0] == w  # noqa: E731
+        for qs in ((eval_qs, own_qs) if work != film else (eval_qs,)):
+            for i, ranked in search(db, qs, in_work):
+                q = qs.queries[i]
+                scored.append(Scored(q.file, work, "other work", q.set, ranked, fine[id(qs)][i]))
+    clips = sorted(path for path, (w, _) in work_of.items() if w == film)
+    for held in np.array_split(np.random.default_rng(0).permutation(clips), FILM_FOLDS):
+        held_set = set(held)
+        db = database(analyses, config, lambda path, role, h=held_set: path not in h)
+        for i, ranked in search(db, eval_qs, lambda video, h=held_set: video in h):
+            q = eval_qs.queries[i]
+            scored.append(Scored(q.file, film, "same film, other shot", q.set, ranked,
+                                 fine[id(eval_qs)][i]))
+    return scored
+
+
+def study(scored: list[Scored], score: Callable[[Ranked], float], fpr: float) -> dict:
+    """Cross-validated by work: each query is judged by the threshold calibrated without its
+    work's out-of-collection queries."""
+    negatives = [s for s in scored if s.kind in ("other work", "outside")]
+    rules = {work: NoMatch.calibrate([score(n.ranked) for n in negatives if n.work != work], fpr)
+             for work in {s.work for s in scored}}
+    passed = [rules[s.work].is_match(score(s.ranked)) for s in scored]
+
+    def share(kinds: tuple[str, ...], set_name: str | None = None) -> float:
+        chosen = [ok for s, ok in zip(scored, passed, strict=True)
+                  if s.kind in kinds and (set_name is None or s.set == set_name)]
+        return float(np.mean(chosen)) if chosen else float("nan")
+
+    hard = [s for s in scored if s.kind == "same film, other shot"]
+    everywhere = NoMatch.calibrate([score(n.ranked) for n in negatives], fpr)
+    return {
+        "fpr_target": fpr,
+        "fpr": share(("other work", "outside")),
+        "fpr_other_work": share(("other work",)), "fpr_outside": share(("outside",)),
+        "kept": share(("match",)), "kept_plain": share(("match",), "plain"),
+        "kept_perturbed": share(("match",), "perturbed"),
+        "same_film_other_shot_answered_match": float(np.mean([
+            everywhere.is_match(score(s.ranked)) for s in hard])) if hard else float("nan"),
+        "threshold": everywhere.threshold,
+    }
+
+
+def main() -> None:
+    parser = eval_cache_parser(__doc__.splitlines()[0])
+    parser.add_argument("--per-video", type=int, default=10,
+                        help="queries of its own per single-source and outside video")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    config = IndexConfig(sample_fps=args.sample_fps)
+    analyses = load_analyses(args.eval_out, args.corpus, args.sample_fps)
+    extractor = FeatureExtractor(input_size=config.input_size)
+    eval_qs = load_queries(args.eval_out, extractor, {p for p, _, _ in analyses})
+    work_of = works(args.corpus)
+    clips_per_work = {w: sum(x == w for x, _ in work_of.values()) for w, _ in work_of.values()}
+    own_videos = [Path(p) for p, (w, _) in work_of.items() if clips_per_work[w] == 1]
+    make_queries(own_videos, args.out / "queries", args.per_video, args.seed)
+    own_qs = load_queries(args.out, extractor)
+    scored = score_all(analyses, config, args.corpus, eval_qs, own_qs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "scored.pickle").open("wb") as file:  # for trying other scores offline
+        pickle.dump(scored, file)
+    counts = {kind: sum(s.kind == kind for s in scored)
+              for kind in ("match", "other work", "outside", "same film, other shot")}
+    print(json.dumps(counts))
+    results = {"queries": counts, "scores": {}}
+    for name, score in SCORES.items():
+        for fpr in (0.005, FPR, 0.02):
+            row = study(scored, score, fpr)
+            results["scores"].setdefault(name, []).append(row)
+            print(name, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
