@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--no-trim", dest="trim", action="store_false",
                         help="search the image as given, without cutting off uniform borders "
                              "(page, player, letterbox bars) first")
+    search.add_argument("--min-similarity", type=float, default=None, metavar="S",
+                        help="answer 'no match' when the best key frame is less similar than S "
+                             "(cosine, -1 to 1; default: the calibrated 0.58 of an rmac index, "
+                             "docs/robust.md). A mean-pooled index gives no such answer")
     search.add_argument("--no-refine", dest="refine", action="store_false",
                         help="answer with key frame times only, skipping the search for the exact "
                              "moment (docs/localize.md): the fastest answer")
@@ -179,10 +183,16 @@ def _search(args: argparse.Namespace) -> int:
                 print(f"frameseek: {exc}", file=sys.stderr)
                 status = EXIT_ERROR
                 continue
+            verdict = index.verdict(matches, args.min_similarity)
             if args.json:
-                print(json.dumps({"query": image, "results": [m.to_json() for m in matches]}))
+                answer = verdict.to_json() if verdict else {"match": None}
+                print(json.dumps({"query": image, **answer,
+                                  "results": [m.to_json() for m in matches]}))
                 continue
             print(f"{image}:")
+            if verdict is not None and not verdict.match:
+                print(f"  no match: the nearest key frame's similarity {verdict.similarity:.2f} "
+                      f"is below {verdict.threshold:.2f}; nearest anyway:")
             for rank, m in enumerate(matches, 1):
                 found = (f"  (key frame {format_time(m.keyframe_time)}, segment "
                          f"{m.segment[0]:.2f}-{m.segment[1]:.2f} s)" if m.refined else "")

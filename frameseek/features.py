@@ -115,6 +115,9 @@ class Pooling(Protocol):
     (so a store that keeps only descriptors can rebuild the index)."""
 
     name: str
+    # Unit-length descriptors' cosine at or above which a query is answered as a match; None
+    # where no threshold was calibrated (the paper's mean descriptors are on no fixed scale).
+    match_similarity: float | None
 
     def descriptors(self, pool5: np.ndarray) -> np.ndarray: ...
 
@@ -125,6 +128,7 @@ class MeanPooling:
     """The paper's: mean over the 7×7 map → 512-d, mean over groups of 8 channels → 64-d."""
 
     name = "mean"
+    match_similarity = None
 
     def descriptors(self, pool5: np.ndarray) -> np.ndarray:
         return mean_pool_spatial(pool5)

@@ -31,7 +31,7 @@ from frameseek.localize import (
     segment_of,
 )
 from frameseek.query import ImageInput, load_image
-from frameseek.robust import crop_to_content
+from frameseek.robust import NoMatch, crop_to_content
 from frameseek.search import CoarseToFine
 from frameseek.store.base import Store, StoreError, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
@@ -91,6 +91,19 @@ class Match:
                 "keyframe_frame": self.keyframe_frame,
                 "segment": [round(self.segment[0], 4), round(self.segment[1], 4)],
                 "refined": self.refined}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a query shows a video of the collection at all (docs/robust.md, "No match")."""
+
+    match: bool
+    similarity: float  # the best key frame's: cosine of the unit-length fine vectors
+    threshold: float
+
+    def to_json(self) -> dict:
+        return {"match": self.match, "similarity": round(self.similarity, 4),
+                "threshold": self.threshold}
 
 
 @dataclass
@@ -340,6 +353,19 @@ class Index:
         matches = self.search_features(features.index[0], features.descriptors[0], top,
                                        candidates)
         return self.localizer.refine(pixels, matches, refine_videos) if refine else matches
+
+    def verdict(self, matches: list[Match], min_similarity: float | None = None
+                ) -> Verdict | None:
+        """"No match" or not for a search's results: the best key frame's similarity against
+        `min_similarity`, by default the threshold calibrated for the index's pooling. None for
+        a pooling without one (the paper's "mean": its distances are on no fixed scale)."""
+        calibrated = self.extractor.pooling.match_similarity
+        if calibrated is None:
+            return None
+        threshold = calibrated if min_similarity is None else min_similarity
+        # Unit vectors: |a - b|² = 2 - 2 cos(a, b).
+        similarity = max((1.0 - m.distance**2 / 2.0 for m in matches), default=-1.0)
+        return Verdict(NoMatch(threshold).is_match(similarity), similarity, threshold)
 
     def search_features(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
                         candidates: int = 100) -> list[Match]:

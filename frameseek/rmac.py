@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,6 +30,10 @@ COARSE_DIM = 64
 MIN_FIT_SIDE = 64
 WHITENING_FILE = Path(__file__).parent / "data" / "rmac_whitening.npz"
 WHITENING_SHA256 = "b05ed03151859eee1816f3cf7afa32c0eeea0521fbe1e066e0b1b89a8be1f44f"
+# With the shipped whitening, a query whose best key frame is less similar than this (cosine of
+# the fine vectors) is answered "no match". Calibrated by bench/no_match.py on the eval corpus
+# (docs/robust.md): the out-of-collection queries' 99.8th percentile, 0.579.
+MATCH_SIMILARITY = 0.58
 
 
 def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -116,6 +120,8 @@ class RegionalMax:
 
     regions_whitening: Whitening
     levels: int = 3
+    # The "no match" threshold; None for a whitening it was not calibrated with.
+    match_similarity: float | None = None
     name = "rmac"
 
     @classmethod
@@ -169,7 +175,7 @@ def shipped() -> RegionalMax:
     if pooling.digest() != WHITENING_SHA256:
         raise WhiteningError(f"{WHITENING_FILE}: sha256 {pooling.digest()} is not the verified "
                              "whitening")
-    return pooling
+    return replace(pooling, match_similarity=MATCH_SIMILARITY)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -45,6 +45,7 @@ def test_search_json_contract(sample_index: Path, sample_videos: Path, tmp_path:
     answers = [json.loads(line) for line in lines]
     assert [a["query"] for a in answers] == [str(query), str(second)]
     for answer in answers:
+        assert answer["match"] is True and answer["similarity"] >= answer["threshold"], answer
         results = answer["results"]
         assert len(results) == 4
         for result in results:
@@ -69,6 +70,13 @@ def test_search_prints_a_readable_ranking(sample_index: Path) -> None:
     assert len(lines) == 3
     assert lines[1].lstrip().startswith("1. ") and BBB.name in lines[1]
     assert " 00:3" in lines[1]  # mm:ss.s, in the 31-40 s shot
+
+    strict = frameseek("search", SAMPLES / "query.jpg", "--index", sample_index, "--top", "2",
+                       "--min-similarity", "0.9999")
+    assert strict.returncode == 0, strict.stderr
+    verdict = strict.stdout.splitlines()[1]
+    assert verdict.startswith("  no match: ") and verdict.endswith("below 1.00; nearest anyway:")
+    assert strict.stdout.splitlines()[2:] == lines[1:]  # the nearest key frames still listed
 
 
 def test_a_non_image_query_is_one_line_on_stderr(sample_index: Path, tmp_path: Path) -> None:
@@ -160,4 +168,6 @@ def test_pooling_is_chosen_at_creation_and_kept(tmp_path: Path) -> None:
     for flags in ((), ("--no-trim",)):
         run = frameseek("search", query, "--index", index, "--top", "1", "--json", *flags)
         assert run.returncode == 0, run.stderr
-        assert json.loads(run.stdout)["results"][0]["video"] == str(CARPHONE)
+        answer = json.loads(run.stdout)
+        assert answer["results"][0]["video"] == str(CARPHONE)
+        assert answer["match"] is None  # the paper's pooling has no calibrated threshold

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from frameseek.index import ConfigMismatch, Index, IndexConfig, find_videos
 from frameseek.keyframes import HISTOGRAM_SIZE, color_histogram
+from frameseek.rmac import MATCH_SIMILARITY
 from frameseek.video import iter_frames
 from tests.conftest import BBB, BIKES, SAMPLES
 from tests.test_video import write_video
@@ -97,6 +98,28 @@ def test_matches_are_ranked_and_consistent(sample_index: Path) -> None:
             again = index.search(same, top=5)
             assert [m.keyframe_id for m in again] == [m.keyframe_id for m in matches]
             np.testing.assert_allclose([m.distance for m in again], distances, atol=1e-3)
+
+
+def test_a_query_from_outside_the_collection_is_no_match(sample_index: Path) -> None:
+    """Frames of the indexed videos are matches; frames of a video that is not indexed (the
+    carphone clip) and a drawn slide are "no match"; a caller may ask for a stricter threshold."""
+    outside = frames_of(CARPHONE, {10, 60, 110})
+    slide = Image.new("RGB", (960, 540), (250, 250, 245))
+    draw = ImageDraw.Draw(slide)
+    draw.rectangle((0, 0, 960, 80), fill=(30, 60, 120))
+    draw.text((40, 30), "Lecture 3: image retrieval", fill=(255, 255, 255))
+    draw.ellipse((650, 200, 880, 430), outline=(200, 30, 30), width=6)
+    with Index.open(sample_index) as index:
+        for query in (SAMPLES / "query.jpg", frames_of(BIKES, {100})[100]):
+            verdict = index.verdict(index.search(query, refine=False))
+            assert verdict.match and verdict.threshold == MATCH_SIMILARITY, verdict
+        for query in (*outside.values(), np.asarray(slide)):
+            verdict = index.verdict(index.search(query, refine=False))
+            assert not verdict.match and verdict.similarity < MATCH_SIMILARITY, verdict
+        matches = index.search(SAMPLES / "query.jpg", refine=False)
+        strict = index.verdict(matches, min_similarity=0.999)
+        assert not strict.match and strict.similarity == index.verdict(matches).similarity
+        assert index.verdict([]).match is False
 
 
 def test_info_counts_what_was_indexed(sample_index: Path) -> None:

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from starlette.types import Message
 
 from frameseek import __version__
-from frameseek.index import Index, Match
+from frameseek.index import Index, Match, Verdict
 from frameseek.query import MAX_PIXELS, QueryError, load_image
 from frameseek.store.base import Vectors, VideoRecord
 
@@ -66,6 +66,11 @@ class SearchResult(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    # False: the image is from no indexed video ("no match"; results are the nearest anyway).
+    # None: the index's pooling has no calibrated threshold (the paper's "mean").
+    match: bool | None
+    similarity: float | None  # the nearest key frame's (cosine of the fine vectors)
+    threshold: float | None
     results: list[SearchResult]
     took_ms: float
 
@@ -111,13 +116,14 @@ class IndexService:
         # Load the model and run it once now: the first user should not wait for either.
         index.embed(np.zeros((1, 1, 3), dtype=np.uint8))
 
-    def search(self, data: bytes, top: int) -> list[Match]:
+    def search(self, data: bytes, top: int) -> tuple[list[Match], Verdict | None]:
         pixels = load_image(data, self.settings.max_pixels)
         with self._lock:
             # `Index.searcher()` rebuilds the search structure when the index changed on disk;
             # doing it here under the lock builds it once, not once per concurrent query.
             self.index.searcher()
-        return self.index.search(pixels, top=top)
+        matches = self.index.search(pixels, top=top)
+        return matches, self.index.verdict(matches)
 
     def catalogue(self) -> Catalogue:
         """The videos as of now: re-read only when the store's vector snapshot changed, which it
@@ -227,7 +233,8 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         data = await image.read()
         start = time.perf_counter()
         try:
-            matches = await anyio.to_thread.run_sync(service.search, data, top, limiter=limiter)
+            matches, verdict = await anyio.to_thread.run_sync(service.search, data, top,
+                                                              limiter=limiter)
         except QueryError as exc:
             service.rejected += 1
             log.warning("%s: search refused: %s", _client(request), exc)
@@ -243,7 +250,9 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         ]
         log.info("%s: search %s (%d bytes): %d results in %.0f ms", _client(request),
                  image.filename, len(data), len(results), took_ms)
-        return SearchResponse(results=results, took_ms=round(took_ms, 1))
+        answer = verdict.to_json() if verdict else {"match": None, "similarity": None,
+                                                    "threshold": None}
+        return SearchResponse(**answer, results=results, took_ms=round(took_ms, 1))
 
     app.include_router(uploads)
 

@@ -11,10 +11,12 @@ import pytest
 from PIL import Image
 
 from frameseek.index import Index
+from frameseek.video import iter_frames
 from tests.conftest import BBB, BIKES, SAMPLES
 from tests.server.conftest import Server, running_server
 
 QUERY = SAMPLES / "query.jpg"
+CARPHONE = Path(__file__).parents[1] / "data" / "carphone.mp4"
 QUERY_TIME = 33.458  # samples/query.jpg is this moment of the bunny clip
 
 
@@ -32,9 +34,25 @@ def test_search_finds_the_moment_a_still_comes_from(server: Server) -> None:
     assert Path(first["video"]).name == BBB.name
     assert abs(first["time"] - QUERY_TIME) < 1.0
     assert answer["took_ms"] > 0
+    assert answer["match"] is True and answer["similarity"] >= answer["threshold"]
     assert len(answer["results"]) == 12  # the default `top`
     assert set(first) == {"video", "time", "frame", "distance", "thumbnail_url", "video_url",
                           "keyframe_time", "keyframe_frame", "segment", "refined"}
+
+
+def test_an_image_from_no_indexed_video_is_no_match(server: Server, tmp_path: Path) -> None:
+    query = outside_query(tmp_path)
+    answer = search(server, query)
+    assert answer["match"] is False and answer["similarity"] < answer["threshold"], answer
+    assert len(answer["results"]) == 12  # the nearest key frames all the same
+
+
+def outside_query(directory: Path) -> Path:
+    """A frame of the carphone clip, which the sample index does not hold, as a JPEG."""
+    frame = next(f for f in iter_frames(CARPHONE) if f.number == 60)
+    path = directory / "carphone.jpg"
+    Image.fromarray(frame.rgb()).save(path, quality=90)
+    return path
 
 
 def test_search_answers_in_the_order_of_the_cli(server: Server, sample_index: Path) -> None:

@@ -15,6 +15,7 @@ from frameseek.query import QueryError, load_image
 from frameseek.video import format_time
 from tests.conftest import ARTIFACTS, BBB, SAMPLES
 from tests.server.conftest import Server
+from tests.server.test_api import outside_query
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -79,6 +80,7 @@ def test_upload_shows_results_and_plays_the_moment(page, server: Server) -> None
     assert re.fullmatch(r"00:3[345]\.\d", time_text)  # the query is the bunny at 33.458 s
     assert re.fullmatch(r"\d+ ms", page.locator("#took").text_content())
     assert page.locator(".result").count() == 24
+    assert page.locator("#no-match").count() == 0
 
     first.click()
     page.wait_for_function(
@@ -93,6 +95,14 @@ def test_upload_shows_results_and_plays_the_moment(page, server: Server) -> None
     page.wait_for_function("() => [...document.images].every(i => i.complete)")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
+
+
+def test_an_image_from_no_indexed_video_says_no_match(page, tmp_path: Path) -> None:
+    page.set_input_files("#file-input", str(outside_query(tmp_path)))
+    page.wait_for_selector(".result")
+    assert page.locator("#no-match").text_content().startswith(
+        "No match: this image is from none of the indexed videos")
+    assert page.locator(".result").count() == 24  # the nearest key frames all the same
 
 
 def _dispatch_with_file(page, script: str) -> None:

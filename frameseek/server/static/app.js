@@ -95,14 +95,26 @@ async function search(file) {
   }
 }
 
-function render({ results: matches, took_ms: tookMs }) {
+function render({ results: matches, took_ms: tookMs, match: found, similarity, threshold }) {
   results.replaceChildren();
-  const count = matches.length === 1 ? "1 match" : `${matches.length} matches`;
+  const count = matches.length === 1 ? "1 result" : `${matches.length} results`;
   const took = document.createElement("strong");
   took.id = "took";
   took.textContent = `${Math.round(tookMs)} ms`;
   summary.replaceChildren(`${count} · query took `, took);
   if (!matches.length) summary.append(" · the index holds no videos yet");
+  // found is null for an index without a calibrated threshold: no verdict to show.
+  const noMatch = found === false && matches.length > 0;
+  results.classList.toggle("nearest-only", noMatch);
+  if (noMatch) {
+    const verdict = document.createElement("p");
+    verdict.id = "no-match";
+    verdict.className = "no-match";
+    verdict.textContent = `No match: this image is from none of the indexed videos (nearest ` +
+      `similarity ${similarity.toFixed(2)}, below ${threshold.toFixed(2)}). The nearest key ` +
+      `frames anyway:`;
+    summary.append(verdict);
+  }
 
   matches.forEach((match, rank) => {
     const item = template.content.cloneNode(true);
