@@ -61,9 +61,7 @@ def load_analyses(eval_out: Path, corpus: Path, sample_fps: float) -> list[tuple
                                                                                VideoAnalysis]]:
     """(path, role, analysis) of every corpus video whose analysis the eval run has cached."""
     found = []
-    for video in corpus_videos(corpus):
-        if video.role == "outside":  # never indexed, so never analysed
-            continue
+    for video in corpus_videos(corpus, indexed_only=True):
         key = f"{content_id(video.path)[:24]}-{sample_fps}-224-v1"
         file = eval_out / "cache" / "analysis" / f"{key}.npz"
         if not file.exists():

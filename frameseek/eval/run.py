@@ -58,13 +58,15 @@ class CorpusVideo:
     role: str  # frameseek.eval.corpus.ROLES: "query", "distractor" or "outside"
 
 
-def corpus_videos(corpus: Path) -> list[CorpusVideo]:
-    """The manifest's videos with their roles; without a manifest, every video is a query video."""
+def corpus_videos(corpus: Path, indexed_only: bool = False) -> list[CorpusVideo]:
+    """The manifest's videos with their roles; without a manifest, every video is a query video.
+    `indexed_only` leaves out the "outside" videos, which only bench/no_match.py queries."""
     manifest = corpus / MANIFEST
-    if manifest.exists():
-        rows = json.loads(manifest.read_text())
-        return [CorpusVideo(corpus / row["file"], row.get("role", "query")) for row in rows]
-    return [CorpusVideo(path, "query") for path in find_videos([corpus])]
+    if not manifest.exists():
+        return [CorpusVideo(path, "query") for path in find_videos([corpus])]
+    rows = json.loads(manifest.read_text())
+    videos = [CorpusVideo(corpus / row["file"], row.get("role", "query")) for row in rows]
+    return [v for v in videos if not (indexed_only and v.role == "outside")]
 
 
 def run(settings: Settings) -> dict:
@@ -73,8 +75,7 @@ def run(settings: Settings) -> dict:
     out = settings.out
     config = IndexConfig(sample_fps=settings.sample_fps)
     extractor = FeatureExtractor(input_size=config.input_size)  # pool5 maps: pooled per method
-    # "outside" videos are never indexed; the "no match" study (bench/no_match.py) queries them.
-    videos = [v for v in corpus_videos(settings.corpus) if v.role != "outside"]
+    videos = corpus_videos(settings.corpus, indexed_only=True)
     if not videos:
         raise SystemExit(f"frameseek eval: no videos in {settings.corpus}")
 

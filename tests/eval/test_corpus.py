@@ -21,6 +21,7 @@ from frameseek.eval.corpus import (
     summarize,
     write_manifest,
 )
+from frameseek.eval.run import corpus_videos
 from frameseek.keyframes import color_histogram
 
 FIXTURE = Path(__file__).parents[2] / "samples" / "videos" / "big_buck_bunny_60s.mp4"
@@ -124,9 +125,18 @@ def test_manifest_is_a_json_list_of_entries(tmp_path: Path) -> None:
     assert Entry(**rows[1]) == entries[1]
 
 
+def test_outside_videos_are_listed_but_not_indexed_by_the_eval(tmp_path: Path) -> None:
+    entries = [entry(name, role, 10.0) for name, role in
+               (("vtest", "query"), ("tree", "distractor"), ("anim", "outside"))]
+    write_manifest(entries, tmp_path)
+    assert [v.role for v in corpus_videos(tmp_path)] == ["query", "distractor", "outside"]
+    assert [v.path.name for v in corpus_videos(tmp_path, indexed_only=True)] == [
+        "vtest.mp4", "tree.mp4"]
+
+
 def test_summary_counts_roles_and_failures() -> None:
-    text = summarize([entry("vtest", "query", 90.0), entry("tree", "distractor", 30.0)],
-                     ["pampi"])
-    assert "2 videos, 2.0 min (1 query, 1 distractor)" in text
-    assert "opencv-doc (2)" in text
+    text = summarize([entry("vtest", "query", 90.0), entry("tree", "distractor", 30.0),
+                      entry("anim", "outside", 0.0)], ["pampi"])
+    assert "3 videos, 2.0 min (1 query, 1 distractor, 1 outside)" in text
+    assert "opencv-doc (3)" in text
     assert "failed: pampi" in text
