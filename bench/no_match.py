@@ -56,6 +56,7 @@ PAPER = Variant("paper (mean pooling, query as given)", Faithful())
 # first: at 1%, the threshold learned without one work let 1.1% of that work's queries through,
 # because the hardest look-alikes come in clumps (two works' end credits).
 CALIBRATIONS = (0.002, 0.01)
+SHARES = (0.25, 0.5, 1.0)  # of each collection's key frames, for the size study
 FILM_FOLDS = 4
 Ranked = list[tuple[str, float]]
 
@@ -107,17 +108,7 @@ def score_all(variant: Variant, analyses, config: IndexConfig, corpus: Path, eva
         q = eval_qs.queries[i]
         if ranked[0][0] == q.video:
             scored.append(Scored(q.file, work_of[q.video][0], "match", q.set, ranked))
-    for i, ranked in search(variant, everything, own_qs, lambda v: work_of[v][1] == "outside"):
-        q = own_qs.queries[i]
-        scored.append(Scored(q.file, work_of[q.video][0], "outside", q.set, ranked))
-    indexed_works = sorted({w for w, role in work_of.values() if role != "outside"})
-    for work in indexed_works:
-        db = database(analyses, config, lambda path, role, w=work: work_of[path][0] != w)
-        in_work = lambda video, w=work: work_of[video][0] == w  # noqa: E731
-        for qs in ((eval_qs, own_qs) if work != film else (eval_qs,)):
-            for i, ranked in search(variant, db, qs, in_work):
-                q = qs.queries[i]
-                scored.append(Scored(q.file, work, "other work", q.set, ranked))
+    scored += out_of_collection(variant, analyses, config, work_of, eval_qs, own_qs)
     clips = sorted(path for path, (w, _) in work_of.items() if w == film)
     for held in np.array_split(np.random.default_rng(0).permutation(clips), FILM_FOLDS):
         held_set = set(held)
@@ -126,6 +117,52 @@ def score_all(variant: Variant, analyses, config: IndexConfig, corpus: Path, eva
             q = eval_qs.queries[i]
             scored.append(Scored(q.file, film, "same film, other shot", q.set, ranked))
     return scored
+
+
+def out_of_collection(variant: Variant, analyses, config: IndexConfig,
+                      work_of: dict[str, tuple[str, str]], eval_qs: QuerySet, own_qs: QuerySet,
+                      share: float = 1.0) -> list[Scored]:
+    """The "outside" and "other work" queries, against collections of which a random `share`
+    of the key frames is kept (seeded)."""
+    film = max({w for w, _ in work_of.values()},
+               key=lambda w: sum(x == w for x, _ in work_of.values()))
+    scored: list[Scored] = []
+    everything = thinned(database(analyses, config, lambda path, role: True), share)
+    for i, ranked in search(variant, everything, own_qs, lambda v: work_of[v][1] == "outside"):
+        q = own_qs.queries[i]
+        scored.append(Scored(q.file, work_of[q.video][0], "outside", q.set, ranked))
+    for work in sorted({w for w, role in work_of.values() if role != "outside"}):
+        db = thinned(database(analyses, config, lambda path, role, w=work: work_of[path][0] != w),
+                     share)
+        in_work = lambda video, w=work: work_of[video][0] == w  # noqa: E731
+        for qs in ((eval_qs, own_qs) if work != film else (eval_qs,)):
+            for i, ranked in search(variant, db, qs, in_work):
+                q = qs.queries[i]
+                scored.append(Scored(q.file, work, "other work", q.set, ranked))
+    return scored
+
+
+def thinned(db: Database, share: float, seed: int = 0) -> Database:
+    if share >= 1.0:
+        return db
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(db.videos), round(share * len(db.videos)), replace=False))
+    return Database(db.videos[rows], db.times[rows], db.pool5[rows], db.samples)
+
+
+def by_size(variant: Variant, analyses, config: IndexConfig, work_of: dict[str, tuple[str, str]],
+            eval_qs: QuerySet, own_qs: QuerySet) -> list[dict]:
+    """How the shipped threshold's false-positive rate moves with the collection's size."""
+    rows = []
+    for share in SHARES:
+        negatives = out_of_collection(variant, analyses, config, work_of, eval_qs, own_qs, share)
+        scores = np.array([n.ranked[0][1] for n in negatives])
+        rows.append({"share_of_keyframes": share, "negatives": len(scores),
+                     "fpr_at_shipped": float(np.mean(scores >= MATCH_SIMILARITY)),
+                     "score_99.8th_percentile": float(np.quantile(scores, 0.998)),
+                     "score_median": float(np.median(scores))})
+        print("  by size:", json.dumps({k: round(v, 4) for k, v in rows[-1].items()}), flush=True)
+    return rows
 
 
 def summary(scored: list[Scored], passed: list[bool]) -> dict:
@@ -194,6 +231,8 @@ def main() -> None:
             rows["shipped"] = fixed(scored, MATCH_SIMILARITY)
             print("  shipped threshold:",
                   json.dumps({k: round(v, 4) for k, v in rows["shipped"].items()}))
+            rows["by_size"] = by_size(variant, analyses, config, works(args.corpus), eval_qs,
+                                      own_qs)
         results["variants"][variant.name] = rows
         with (args.out / f"scored-{variant.encoder.__class__.__name__}.pickle").open("wb") as f:
             pickle.dump(scored, f)  # for trying other scores offline
