@@ -24,7 +24,6 @@ import onnxruntime as ort
 from PIL import Image
 from robust_eval import (
     RMAC,
-    Database,
     Encoder,
     Faithful,
     QuerySet,
@@ -114,17 +113,6 @@ def lite0_samples(analysis: VideoAnalysis, lite0: Lite0, cache: Path) -> np.ndar
     return maps
 
 
-def lite0_database(analyses, config: IndexConfig, lite0: Lite0, cache: Path) -> Database:
-    chosen = [(path, a, lite0_samples(a, lite0, cache)) for path, _, a in analyses]
-    rows = [a.select(config)[0] for _, a, _ in chosen]
-    return Database(
-        videos=np.concatenate([[p] * len(r) for (p, _, _), r in zip(chosen, rows, strict=True)]),
-        times=np.concatenate([a.times[r] for (_, a, _), r in zip(chosen, rows, strict=True)]),
-        pool5=np.concatenate([m[r] for (_, _, m), r in zip(chosen, rows, strict=True)]),
-        samples=np.concatenate([m for _, _, m in chosen]),
-    )
-
-
 def lite0_queries(eval_out: Path, vgg: QuerySet, lite0: Lite0, extractor: FeatureExtractor
                   ) -> QuerySet:
     """The eval's queries as given and trimmed, through Lite0; times: decoding + Lite0 alone."""
@@ -186,7 +174,8 @@ def main() -> None:
     cnn = {"VGG16": forward_ms(lambda i: extractor.pool5(i[None]), timing_images),
            "Lite0": forward_ms(lambda i: lite0.maps([i]), timing_images)}
     print(f"{len(stills)} stills; single-image forward, median ms: {json.dumps(cnn)}")
-    lite0_db = lite0_database(analyses, config, lite0, args.out / "cache")
+    lite0_db = database(analyses, config, lambda path, role: True,
+                        lambda a: lite0_samples(a, lite0, args.out / "cache"))
     lite0_qs = lite0_queries(args.eval_out, vgg_qs, lite0, extractor)
     vgg_db = database(analyses, config, lambda path, role: True)
     rmac_lite0 = RMACLite0(lite0.maps(stills))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,15 @@ def works(corpus: Path) -> dict[str, tuple[str, str]]:
     return {str(corpus / r["file"]): (r["original_path"], r["role"]) for r in rows}
 
 
+def clips_per_work(work_of: dict[str, tuple[str, str]]) -> Counter[str]:
+    return Counter(work for work, _ in work_of.values())
+
+
+def film_of(work_of: dict[str, tuple[str, str]]) -> str:
+    """The work cut into the most clips (Big Buck Bunny)."""
+    return clips_per_work(work_of).most_common(1)[0][0]
+
+
 def search(variant: Variant, db: Database, qs: QuerySet, chosen: Callable[[str], bool]
            ) -> list[tuple[int, Ranked]]:
     """The chosen queries (by video) searched against `db`: (query number, ranked)."""
@@ -97,11 +107,10 @@ def search(variant: Variant, db: Database, qs: QuerySet, chosen: Callable[[str],
     return list(zip(keep, rankings, strict=True))
 
 
-def score_all(variant: Variant, analyses, config: IndexConfig, corpus: Path, eval_qs: QuerySet,
-              own_qs: QuerySet) -> list[Scored]:
-    work_of = works(corpus)
-    film = max({w for w, _ in work_of.values()},
-               key=lambda w: sum(x == w for x, _ in work_of.values()))
+def score_all(variant: Variant, analyses, config: IndexConfig,
+              work_of: dict[str, tuple[str, str]], eval_qs: QuerySet, own_qs: QuerySet
+              ) -> list[Scored]:
+    film = film_of(work_of)
     scored: list[Scored] = []
     everything = database(analyses, config, lambda path, role: True)
     for i, ranked in search(variant, everything, eval_qs, lambda video: True):
@@ -124,8 +133,7 @@ def out_of_collection(variant: Variant, analyses, config: IndexConfig,
                       share: float = 1.0) -> list[Scored]:
     """The "outside" and "other work" queries, against collections of which a random `share`
     of the key frames is kept (seeded)."""
-    film = max({w for w, _ in work_of.values()},
-               key=lambda w: sum(x == w for x, _ in work_of.values()))
+    film = film_of(work_of)
     scored: list[Scored] = []
     everything = thinned(database(analyses, config, lambda path, role: True), share)
     for i, ranked in search(variant, everything, own_qs, lambda v: work_of[v][1] == "outside"):
@@ -209,14 +217,14 @@ def main() -> None:
     extractor = FeatureExtractor(input_size=config.input_size)
     eval_qs = load_queries(args.eval_out, extractor, {p for p, _, _ in analyses})
     work_of = works(args.corpus)
-    clips_per_work = {w: sum(x == w for x, _ in work_of.values()) for w, _ in work_of.values()}
-    own_videos = [Path(p) for p, (w, _) in work_of.items() if clips_per_work[w] == 1]
+    clips = clips_per_work(work_of)
+    own_videos = [Path(p) for p, (w, _) in work_of.items() if clips[w] == 1]
     make_queries(own_videos, args.out / "queries", args.per_video, args.seed)
     own_qs = load_queries(args.out, extractor)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"variants": {}}
     for variant in (DEFAULT, PAPER):
-        scored = score_all(variant, analyses, config, args.corpus, eval_qs, own_qs)
+        scored = score_all(variant, analyses, config, work_of, eval_qs, own_qs)
         counts = {kind: sum(s.kind == kind for s in scored)
                   for kind in ("match", "other work", "outside", "same film, other shot")}
         print(variant.name, json.dumps(counts))
@@ -231,8 +239,7 @@ def main() -> None:
             rows["shipped"] = fixed(scored, MATCH_SIMILARITY)
             print("  shipped threshold:",
                   json.dumps({k: round(v, 4) for k, v in rows["shipped"].items()}))
-            rows["by_size"] = by_size(variant, analyses, config, works(args.corpus), eval_qs,
-                                      own_qs)
+            rows["by_size"] = by_size(variant, analyses, config, work_of, eval_qs, own_qs)
         results["variants"][variant.name] = rows
         with (args.out / f"scored-{variant.encoder.__class__.__name__}.pickle").open("wb") as f:
             pickle.dump(scored, f)  # for trying other scores offline

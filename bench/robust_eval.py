@@ -73,15 +73,18 @@ def load_analyses(eval_out: Path, corpus: Path, sample_fps: float) -> list[tuple
 
 
 def database(analyses: list[tuple[str, str, VideoAnalysis]], config: IndexConfig,
-             keep: Callable[[str, str], bool]) -> Database:
-    chosen = [(path, a) for path, role, a in analyses if keep(path, role)]
-    rows = [a.select(config)[0] for _, a in chosen]
+             keep: Callable[[str, str], bool],
+             maps: Callable[[VideoAnalysis], np.ndarray] = lambda a: a.pool5) -> Database:
+    """The kept videos' key frames (the eval run's), with `maps` of every sample: VGG16's pool5
+    by default, another backbone's in bench/backbone_eval.py."""
+    chosen = [(path, a, maps(a)) for path, role, a in analyses if keep(path, role)]
+    rows = [a.select(config)[0] for _, a, _ in chosen]
     return Database(
-        videos=np.concatenate([[path] * len(r) for (path, _), r in zip(chosen, rows,
-                                                                        strict=True)]),
-        times=np.concatenate([a.times[r] for (_, a), r in zip(chosen, rows, strict=True)]),
-        pool5=np.concatenate([a.pool5[r] for (_, a), r in zip(chosen, rows, strict=True)]),
-        samples=np.concatenate([a.pool5 for _, a in chosen]),
+        videos=np.concatenate([[path] * len(r) for (path, _, _), r in zip(chosen, rows,
+                                                                           strict=True)]),
+        times=np.concatenate([a.times[r] for (_, a, _), r in zip(chosen, rows, strict=True)]),
+        pool5=np.concatenate([m[r] for (_, _, m), r in zip(chosen, rows, strict=True)]),
+        samples=np.concatenate([m for _, _, m in chosen]),
     )
 
 
