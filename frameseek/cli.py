@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from frameseek.features import POOLINGS, WeightsError
-from frameseek.index import Index, IndexConfig
+from frameseek.index import COVERAGE_MARGIN, Index, IndexConfig
 from frameseek.query import QueryError
 from frameseek.store.base import StoreError, VideoRecord
 from frameseek.video import Frame, format_time
@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--sample-fps", type=_positive(float), default=IndexConfig.sample_fps,
                        help="frames per second given to the CNN for clustering "
                             "(default %(default)s)")
+    index.add_argument("--no-coverage", dest="coverage", action="store_false",
+                       help="the paper's Algorithm 1 as it is: keep only k-means' key frames, "
+                            "without adding one wherever a sampled frame would be too far from "
+                            "all of them to be found (docs/keyframes.md)")
     index.add_argument("--pooling", choices=POOLINGS,
                        help="descriptor of a new index: rmac (regional, whitened: robust to "
                             "crops, screenshots and photos of screens; the default) or mean (the "
@@ -127,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _index(args: argparse.Namespace) -> int:
     built = Index.stored_config(args.index)
     pooling = args.pooling or (built.pooling if built else IndexConfig.pooling)
-    config = IndexConfig(theta=args.theta, sample_fps=args.sample_fps, pooling=pooling)
+    config = IndexConfig(theta=args.theta, sample_fps=args.sample_fps, pooling=pooling,
+                         coverage_margin=COVERAGE_MARGIN if args.coverage else None)
     with Index.open(args.index, config, create=True) as index:
         progress = _Progress(bars=not args.quiet)
         if args.ray is None:
@@ -208,17 +213,19 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         info["videos"] = [
             {"path": v.path, "duration_s": v.duration, "frames": v.frames,
-             "keyframes": v.keyframes, "compression_ratio": round(v.compression_ratio, 4)}
+             "keyframes": v.keyframes, "coverage_keyframes": v.coverage_keyframes,
+             "compression_ratio": round(v.compression_ratio, 4)}
             for v in videos
         ]
         print(json.dumps(info, indent=2))
         return EXIT_OK
     print(f"{info['index']}: {info['videos']} videos, {info['duration_s']:.1f} s, "
           f"{info['frames']} frames, {info['keyframes']} key frames "
-          f"(compression {info['compression_ratio']:.2%})")
+          f"({info['coverage_keyframes']} added for coverage; "
+          f"compression {info['compression_ratio']:.2%})")
     for v in videos:
         print(f"  {v.path}  {format_time(v.duration)}  {v.frames} frames  {v.keyframes} key "
-              f"frames  ({v.compression_ratio:.2%})")
+              f"frames ({v.coverage_keyframes} for coverage)  ({v.compression_ratio:.2%})")
     return EXIT_OK
 
 

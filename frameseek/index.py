@@ -19,6 +19,7 @@ from frameseek.features import (
     WEIGHTS_SHA256,
     FeatureExtractor,
     Features,
+    Pooling,
     pooling_named,
 )
 from frameseek.keyframes import KeyFrame, KeyFrameExtractor, KeyFrameResult, StageTimer
@@ -41,6 +42,11 @@ from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, ite
 WRITE_LOCK = "write.lock"
 
 
+# Above the match threshold, so that frames between two samples (0.5 s apart), a float16 or bf16
+# descriptor and a lightly damaged copy still reach it: docs/keyframes.md measures the choice.
+COVERAGE_MARGIN = 0.1
+
+
 class ConfigMismatch(StoreError):
     """The index was built with another model, preprocessing or parameters than asked for."""
 
@@ -61,10 +67,21 @@ class IndexConfig:
     seed: int = 0
     # None: k-means on the full descriptors (the paper); e.g. 112: on cheaper CNN features.
     cluster_size: int | None = None
+    # The coverage guarantee (frameseek/keyframes.py): every sample's similarity to a key frame
+    # must reach the pooling's match threshold plus this margin. None: the paper's Algorithm 1
+    # as it is, as for a pooling with no threshold ("mean").
+    coverage_margin: float | None = COVERAGE_MARGIN
 
     # Parameters that change which frames become key frames but not how vectors are computed: an
     # index may hold videos added with different values of these.
-    KEYFRAME_ONLY = ("theta", "sample_fps", "samples_per_cluster", "seed", "cluster_size")
+    KEYFRAME_ONLY = ("theta", "sample_fps", "samples_per_cluster", "seed", "cluster_size",
+                     "coverage_margin")
+
+    def __post_init__(self) -> None:
+        if self.cluster_size is not None and self.coverage_margin is not None:
+            raise ValueError("cluster_size computes stored descriptors for key frames only, and "
+                             "the coverage guarantee needs every sample's: set "
+                             "coverage_margin=None with it")
 
     def query_pipeline(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in self.KEYFRAME_ONLY}
@@ -390,6 +407,7 @@ class Index:
             "duration_s": round(sum(v.duration for v in videos), 3),
             "frames": frames,
             "keyframes": keyframes,
+            "coverage_keyframes": sum(v.coverage_keyframes for v in videos),
             "compression_ratio": round(1 - keyframes / frames, 4) if frames else 0.0,
             "config": asdict(self.config),
         }
@@ -412,9 +430,20 @@ def feature_extractor(config: IndexConfig, threads: int | None = None) -> Featur
 
 def keyframe_extractor(config: IndexConfig, features: FeatureExtractor,
                        timer: StageTimer | None = None) -> KeyFrameExtractor:
-    """Algorithm 1 with the parameters an index records (KEYFRAME_ONLY names exactly those)."""
-    parameters = {name: getattr(config, name) for name in IndexConfig.KEYFRAME_ONLY}
-    return KeyFrameExtractor(features, timer=timer, **parameters)
+    """Algorithm 1 with the parameters an index records (KEYFRAME_ONLY names exactly those), and
+    the coverage guarantee where the pooling has a match threshold."""
+    parameters = {name: getattr(config, name) for name in IndexConfig.KEYFRAME_ONLY
+                  if name != "coverage_margin"}
+    return KeyFrameExtractor(features, timer=timer,
+                             coverage=coverage_similarity(config, features.pooling), **parameters)
+
+
+def coverage_similarity(config: IndexConfig, pooling: Pooling) -> float | None:
+    """The similarity every sample must reach with a key frame; None: no coverage guarantee."""
+    threshold = pooling.match_similarity
+    if config.coverage_margin is None or threshold is None:
+        return None
+    return threshold + config.coverage_margin
 
 
 def analyse_video(path: Path, identity: str, extractor: KeyFrameExtractor,
@@ -434,4 +463,5 @@ def _video_record(name: str, identity: str, info, result: KeyFrameResult) -> Vid
         path=name, content_id=identity, size=info.path.stat().st_size,
         duration=max(result.duration, info.duration), frames=result.frames,
         width=info.width, height=info.height, fps=info.fps, keyframes=len(result.keyframes),
+        coverage_keyframes=result.coverage_added,
     )

@@ -10,7 +10,13 @@ every sample, m is capped at samples / `samples_per_cluster`. Each key frame als
 spans of the samples in its cluster: the stretch of video it stands for.
 
 The clustering always uses the paper's mean-pooled descriptors, whatever pooling the index stores
-(frameseek/features.py): which frames become key frames does not depend on the descriptor.
+(frameseek/features.py).
+
+Beyond the paper, a coverage guarantee (`coverage`): after k-means, every sample whose stored
+descriptor is less similar than `coverage` to every key frame of its video becomes a key frame
+itself. K-means is not bit-reproducible across CPUs and library versions, so without it a frame
+of an indexed video could be answered "no match" on one machine and not on another; with it, no
+sample can, whatever k-means draws.
 """
 
 from __future__ import annotations
@@ -39,6 +45,21 @@ def color_histogram(rgb: np.ndarray, bins: int = 8) -> np.ndarray:
     cells = (quantised[:, 0] * bins + quantised[:, 1]) * bins + quantised[:, 2]
     histogram = np.bincount(cells, minlength=bins**3).astype(np.float32)
     return histogram / histogram.sum()
+
+
+class Sampler:
+    """Which frames go to the CNN: the first frame at or after each 1/`fps` step of time (by
+    presentation time, so variable frame rates sample evenly)."""
+
+    def __init__(self, fps: float) -> None:
+        self.step = 1.0 / fps
+        self._next = -np.inf
+
+    def take(self, time: float) -> bool:
+        if time < self._next:
+            return False
+        self._next = time + self.step
+        return True
 
 
 def count_clusters(distances: np.ndarray, theta: float) -> int:
@@ -76,6 +97,37 @@ def select_keyframes(
     return order, labels
 
 
+def cover(descriptors: np.ndarray, rows: np.ndarray, labels: np.ndarray, similarity: float
+          ) -> tuple[np.ndarray, np.ndarray, int]:
+    """The coverage guarantee over unit-length `descriptors`: while some sample's cosine to its
+    most similar key frame is below `similarity`, the worst-covered one becomes a key frame.
+
+    Returns the key-frame rows (ascending), the labels with each sample that was uncovered moved
+    to the cluster of its most similar key frame (added key frames get new clusters; so their
+    segments are the stretches they were added for), and the number added.
+    """
+    vectors = np.asarray(descriptors, dtype=np.float32)
+    chosen = [int(r) for r in rows]
+    best = (vectors @ vectors[chosen].T).max(axis=1)
+    uncovered = best < similarity
+    while True:
+        worst = int(np.argmin(best))
+        if best[worst] >= similarity:
+            break
+        chosen.append(worst)
+        best = np.maximum(best, vectors @ vectors[worst])
+    added = len(chosen) - len(rows)
+    if not added:
+        return np.asarray(rows), labels, 0
+    labels = labels.copy()
+    first_new = int(labels.max()) + 1
+    labels[chosen[len(rows):]] = np.arange(first_new, first_new + added)
+    cluster_of = labels[chosen]
+    nearest = np.argmax(vectors[uncovered] @ vectors[chosen].T, axis=1)
+    labels[uncovered] = cluster_of[nearest]
+    return np.unique(chosen), labels, added
+
+
 @dataclass(frozen=True)
 class KeyFrame:
     frame: int
@@ -93,6 +145,7 @@ class KeyFrameResult:
     duration: float
     sampled: int
     clusters_requested: int  # m from the histogram rule, before the sampling cap
+    coverage_added: int = 0  # key frames the coverage guarantee added to k-means' choice
 
     @property
     def compression_ratio(self) -> float:
@@ -147,16 +200,25 @@ class KeyFrameExtractor:
         seed: int = 0,
         timer: StageTimer | None = None,
         cluster_size: int | None = None,
+        coverage: float | None = None,
     ) -> None:
         """`cluster_size` None clusters the samples' full descriptors (the paper's Algorithm 1).
         A smaller size (e.g. 112) clusters CNN features computed at that input, about 4× cheaper,
         then computes the full-size descriptor for the chosen key frames only, from the samples'
-        pixels kept meanwhile in a temporary file (so memory does not grow with the video)."""
+        pixels kept meanwhile in a temporary file (so memory does not grow with the video).
+
+        `coverage`: the cosine of the stored (unit-length) descriptors every sample must reach
+        with some key frame (see `cover`); None keeps k-means' choice as it is (the paper)."""
         if sample_fps <= 0 or samples_per_cluster <= 0 or theta < 0:
             raise ValueError(
                 f"need sample_fps > 0, samples_per_cluster > 0 and theta >= 0, not {sample_fps}, "
                 f"{samples_per_cluster} and {theta}"
             )
+        if coverage is not None and cluster_size is not None:
+            # The cheaper clustering computes stored descriptors for the key frames only, and
+            # coverage needs every sample's.
+            raise ValueError("coverage needs every sample's stored descriptor: it cannot be "
+                             "combined with cluster_size")
         self.extractor = extractor
         self.timer = timer or StageTimer()
         self.clusterer = extractor
@@ -167,6 +229,7 @@ class KeyFrameExtractor:
         self.sample_fps = sample_fps
         self.samples_per_cluster = samples_per_cluster
         self.seed = seed
+        self.coverage = coverage
 
     def extract(
         self, frames: Iterable[Frame], on_frame: Callable[[Frame], None] | None = None
@@ -186,7 +249,7 @@ class KeyFrameExtractor:
         distances: list[float] = []
         samples = _Samples()
         previous: np.ndarray | None = None
-        next_sample = -np.inf
+        sampler = Sampler(self.sample_fps)
         count = 0
         last_time = 0.0
         for frame in self.timer.frames(frames):
@@ -195,8 +258,7 @@ class KeyFrameExtractor:
                 if previous is not None:
                     distances.append(float(np.linalg.norm(histogram - previous)))
                 previous = histogram
-            if frame.time >= next_sample:
-                next_sample = frame.time + 1.0 / self.sample_fps
+            if sampler.take(frame.time):
                 samples.numbers.append(frame.number)
                 samples.times.append(frame.time)
                 with self.timer.stage("samples"):
@@ -216,27 +278,31 @@ class KeyFrameExtractor:
         cap = max(1, int(len(clustering) / self.samples_per_cluster))
         with self.timer.stage("kmeans"):
             rows, labels = select_keyframes(clustering, min(m, cap), self.seed)
+        added = 0
         if spill is None:
             features = _concat(samples.features)
+            if self.coverage is not None:
+                with self.timer.stage("coverage"):
+                    rows, labels, added = cover(features.descriptors, rows, labels,
+                                                self.coverage)
             chosen = Features(features.descriptors[rows], features.index[rows])
         else:
             with self.timer.stage("cnn_keyframes"):
                 chosen = _concat([self.extractor.transform(spill.read(rows[i : i + batch]))
                                   for i in range(0, len(rows), batch)])
         times = np.asarray(samples.times)
-        step = 1.0 / self.sample_fps
         keyframes = [
             KeyFrame(
                 frame=samples.numbers[row],
                 time=samples.times[row],
                 descriptor=chosen.descriptors[i],
                 index=chosen.index[i],
-                segments=_spans(times[labels == labels[row]], step),
+                segments=_spans(times[labels == labels[row]], sampler.step),
                 thumbnail=samples.thumbnails[row],
             )
             for i, row in enumerate(rows)
         ]
-        return KeyFrameResult(keyframes, count, last_time, len(samples.numbers), m)
+        return KeyFrameResult(keyframes, count, last_time, len(samples.numbers), m, added)
 
     def _embed(self, samples: _Samples) -> None:
         """CNN over the pending samples: their clustering features and, when they are at the

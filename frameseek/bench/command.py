@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from frameseek.features import POOLINGS
-from frameseek.index import IndexConfig
+from frameseek.index import COVERAGE_MARGIN, IndexConfig
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -82,7 +82,9 @@ def _index(args: argparse.Namespace) -> int:
     from frameseek.video import VideoError
 
     try:
-        config = IndexConfig(cluster_size=args.cluster_size, pooling=args.pooling)
+        # The cheaper clustering stores descriptors for key frames only: no coverage with it.
+        config = IndexConfig(cluster_size=args.cluster_size, pooling=args.pooling,
+                             coverage_margin=None if args.cluster_size else COVERAGE_MARGIN)
         report = index.run(args.video, config, queries=args.queries)
     except VideoError as exc:
         print(f"frameseek: {args.video}: {exc}", file=sys.stderr)

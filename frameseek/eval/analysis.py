@@ -25,6 +25,7 @@ from frameseek.index import IndexConfig, content_id
 from frameseek.keyframes import (
     HISTOGRAM_SIZE,
     THUMBNAIL_WIDTH,
+    Sampler,
     color_histogram,
     count_clusters,
     select_keyframes,
@@ -90,7 +91,7 @@ def analyse(path: Path, extractor: FeatureExtractor, config: IndexConfig) -> Vid
     grey: list[np.ndarray] = []
     thumbnails: list[bytes] = []
     previous: np.ndarray | None = None
-    next_sample = -np.inf
+    sampler = Sampler(config.sample_fps)
     count = 0
     last_time = 0.0
     for frame in iter_frames(path):
@@ -99,8 +100,7 @@ def analyse(path: Path, extractor: FeatureExtractor, config: IndexConfig) -> Vid
             distances.append(float(np.linalg.norm(histogram - previous)))
             cut_distances.append(float(0.5 * np.abs(histogram - previous).sum()))
         previous = histogram
-        if frame.time >= next_sample:  # the sampling rule of KeyFrameExtractor.extract
-            next_sample = frame.time + 1.0 / config.sample_fps
+        if sampler.take(frame.time):
             numbers.append(frame.number)
             times.append(frame.time)
             rgb = frame.rgb(size, size)

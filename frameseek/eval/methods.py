@@ -4,6 +4,8 @@ Ours searches a real frameseek `Index` on disk (coarse-to-fine); the baselines a
 searches over their own encodings of the same key frames (DFTA: of the shots containing them).
 Ours comes in the variants of issue 8: the paper's pooling ("Ours", the faithful method) or R-MAC,
 each with and without trimming the query's borders; "Ours R-MAC + trim" is frameseek's default.
+The R-MAC indexes add the coverage guarantee's key frames to Algorithm 1's, as `frameseek index`
+does; "Ours" keeps the paper's Algorithm 1 as it is (its pooling has no match threshold).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import numpy as np
 
 from frameseek.eval.analysis import GREY_SIZE, VideoAnalysis, grey_image
 from frameseek.eval.encoders import BinaryTests, FisherEncoder, hamming
-from frameseek.index import Index, IndexConfig, content_id
-from frameseek.keyframes import KeyFrame, _spans
+from frameseek.index import Index, IndexConfig, content_id, coverage_similarity
+from frameseek.keyframes import KeyFrame, _spans, cover
 from frameseek.store.base import VideoRecord
 from frameseek.video import probe
 
@@ -225,21 +227,26 @@ def build_ours(directory: Path, analyses: list[VideoAnalysis], selection: Select
     shutil.rmtree(directory, ignore_errors=True)
     index = Index.create(directory, config)
     step = 1.0 / config.sample_fps
+    coverage = coverage_similarity(config, index.extractor.pooling)
     for a in analyses:
         rows, labels = selection[a.path]
         path = Path(a.path)
         info = probe(path)
-        features = index.extractor.features(a.pool5[rows].astype(np.float32))
+        features = index.extractor.features(a.pool5.astype(np.float32))
+        added = 0
+        if coverage is not None:
+            rows, labels, added = cover(features.descriptors, rows, labels, coverage)
         keyframes = [
             KeyFrame(frame=int(a.numbers[r]), time=float(a.times[r]),
-                     descriptor=features.descriptors[i], index=features.index[i],
+                     descriptor=features.descriptors[r], index=features.index[r],
                      segments=_spans(a.times[labels == labels[r]], step),
                      thumbnail=a.thumbnails[r])
-            for i, r in enumerate(rows)
+            for r in rows
         ]
         record = VideoRecord(path=a.path, content_id=content_id(path),
                              size=path.stat().st_size, duration=max(a.duration, info.duration),
-                             frames=a.frames, width=info.width, height=info.height, fps=info.fps)
+                             frames=a.frames, width=info.width, height=info.height, fps=info.fps,
+                             coverage_keyframes=added)
         index.store.add_video(record, keyframes)
     return index
 

@@ -26,6 +26,8 @@ class VideoRecord:
     fps: float
     keyframes: int = 0
     id: int | None = None
+    # Of `keyframes`, those the coverage guarantee added to k-means' (frameseek/keyframes.py).
+    coverage_keyframes: int = 0
 
     @property
     def compression_ratio(self) -> float:

@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS videos (
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     fps REAL NOT NULL,
-    keyframes INTEGER NOT NULL
+    keyframes INTEGER NOT NULL,
+    coverage_keyframes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS videos_content ON videos(content_id);
 CREATE TABLE IF NOT EXISTS keyframes (
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS keyframes (
 CREATE INDEX IF NOT EXISTS keyframes_video ON keyframes(video_id);
 """
 
-VIDEO_COLUMNS = "id, path, content_id, size, duration, frames, width, height, fps, keyframes"
+VIDEO_COLUMNS = ("id, path, content_id, size, duration, frames, width, height, fps, keyframes, "
+                 "coverage_keyframes")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -108,6 +110,7 @@ class EmbeddedStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            _add_coverage_column(self._db)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{database}: not a frameseek index ({exc})") from exc
         self._lock = threading.Lock()
@@ -143,9 +146,9 @@ class EmbeddedStore:
             self._db.execute("DELETE FROM videos WHERE path = ?", (video.path,))
             cursor = self._db.execute(
                 "INSERT INTO videos(path, content_id, size, duration, frames, width, height, fps,"
-                " keyframes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " keyframes, coverage_keyframes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (video.path, video.content_id, video.size, video.duration, video.frames,
-                 video.width, video.height, video.fps, len(keyframes)),
+                 video.width, video.height, video.fps, len(keyframes), video.coverage_keyframes),
             )
             video_id = cursor.lastrowid
             self._db.executemany(
@@ -222,9 +225,19 @@ class EmbeddedStore:
         self._db.close()
 
 
+def _add_coverage_column(db: sqlite3.Connection) -> None:
+    """Indexes made before the coverage guarantee lack its column; their videos added none."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(videos)")}
+    if "coverage_keyframes" not in columns:
+        with db:
+            db.execute("ALTER TABLE videos ADD COLUMN coverage_keyframes INTEGER NOT NULL "
+                       "DEFAULT 0")
+
+
 def _video(row: tuple) -> VideoRecord:
-    id_, path, content_id, size, duration, frames, width, height, fps, keyframes = row
-    return VideoRecord(path, content_id, size, duration, frames, width, height, fps, keyframes, id_)
+    id_, path, content_id, size, duration, frames, width, height, fps, keyframes, added = row
+    return VideoRecord(path, content_id, size, duration, frames, width, height, fps, keyframes, id_,
+                       added)
 
 
 CHUNK = 65_536  # descriptors pooled at a time while loading, so no full float32 copy is made

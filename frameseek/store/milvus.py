@@ -39,7 +39,7 @@ MAX_THUMBNAIL = 65535  # VARCHAR limit; a 192-px JPEG in base64 is far below it
 INSERT_BATCH = 256  # rows per insert: well under gRPC's message limit even with thumbnails
 SCAN_BATCH = 4096
 VIDEO_FIELDS = ["path", "id", "content_id", "size", "duration", "frames", "width", "height",
-                "fps", "keyframes"]
+                "fps", "keyframes", "coverage_keyframes"]
 KEYFRAME_FIELDS = ["id", "video", "video_id", "frame", "time", "segments"]
 
 
@@ -88,7 +88,7 @@ class MilvusStore:
         videos.add_field("path", DataType.VARCHAR, max_length=MAX_PATH)
         videos.add_field("id", DataType.INT64)
         videos.add_field("content_id", DataType.VARCHAR, max_length=64)
-        for name in ("size", "frames", "width", "height", "keyframes"):
+        for name in ("size", "frames", "width", "height", "keyframes", "coverage_keyframes"):
             videos.add_field(name, DataType.INT64)
         videos.add_field("duration", DataType.DOUBLE)
         videos.add_field("fps", DataType.DOUBLE)
