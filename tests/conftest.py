@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frameseek.index import Index
+from frameseek.index import Index, IndexConfig
+from frameseek.keyframes import Sampler
 from frameseek.video import iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +46,9 @@ def frame_at(video: Path, number: int) -> tuple[np.ndarray, float]:
         if frame.number == number:
             return frame.rgb(), frame.time
     raise IndexError(f"{video} has no frame {number}")
+
+
+def sampled_frames(video: Path, fps: float = IndexConfig.sample_fps) -> list[int]:
+    """The numbers of the frames indexing gives the CNN: those the coverage guarantee is about."""
+    sampler = Sampler(fps)
+    return [f.number for f in iter_frames(video) if sampler.take(f.time)]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from frameseek.video import iter_frames
-from tests.conftest import BBB, BIKES, SAMPLES, frame_at
+from tests.conftest import BBB, BIKES, SAMPLES, frame_at, sampled_frames
 
 CARPHONE = Path(__file__).parent / "data" / "carphone.mp4"
 RESULT_FIELDS = {"video": str, "time": float, "frame": int, "distance": float}
@@ -33,7 +33,8 @@ def assert_one_line_error(run: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_search_json_contract(sample_index: Path, sample_videos: Path, tmp_path: Path) -> None:
-    bikes_frame, bikes_time = frame_at(BIKES, 100)
+    # A sampled frame: the coverage guarantee makes it a match whatever k-means drew.
+    bikes_frame, bikes_time = frame_at(BIKES, sampled_frames(BIKES)[8])
     second = tmp_path / "bikes frame.png"  # a space in the name: paths are kept as given
     Image.fromarray(bikes_frame).save(second)
     query = SAMPLES / "query.jpg"
@@ -149,8 +150,8 @@ def test_corrupt_videos_are_reported_and_skipped(tmp_path: Path) -> None:
 
 def test_pooling_is_chosen_at_creation_and_kept(tmp_path: Path) -> None:
     """`--pooling mean` makes a paper-pooled index; later runs without the flag keep it, asking
-    for the other pooling is a one-line error, and a page-framed query is found with and
-    without `--no-trim`."""
+    for the other pooling is a one-line error, and a page-framed query is found (trimmed) and
+    answered without a verdict either way."""
     index = tmp_path / "index"
     assert frameseek("index", CARPHONE, BIKES, "--index", index, "--pooling", "mean",
                      "--quiet").returncode == 0
@@ -165,9 +166,15 @@ def test_pooling_is_chosen_at_creation_and_kept(tmp_path: Path) -> None:
     page.paste(Image.fromarray(frame), (frame.shape[1], frame.shape[0]))
     query = tmp_path / "page.png"
     page.save(query)
+    answers = {}
     for flags in ((), ("--no-trim",)):
         run = frameseek("search", query, "--index", index, "--top", "1", "--json", *flags)
         assert run.returncode == 0, run.stderr
         answer = json.loads(run.stdout)
-        assert answer["results"][0]["video"] == str(CARPHONE)
         assert answer["match"] is None  # the paper's pooling has no calibrated threshold
+        assert len(answer["results"]) == 1
+        answers[flags] = answer
+    # Trimmed, the query is the frame itself and finds its clip. Untrimmed, the paper's mean
+    # over the page is mostly the page (8/9 of it is white): which clip is nearest is a
+    # near-tie that differs between CPUs, so only the trimmed answer is a promise.
+    assert answers[()]["results"][0]["video"] == str(CARPHONE)

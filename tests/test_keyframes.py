@@ -8,16 +8,19 @@ from itertools import pairwise, product
 import numpy as np
 import pytest
 
+from frameseek import rmac
 from frameseek.features import FeatureExtractor
 from frameseek.keyframes import (
     HISTOGRAM_SIZE,
     KeyFrameExtractor,
+    Sampler,
     color_histogram,
     count_clusters,
+    cover,
     select_keyframes,
 )
 from frameseek.video import Frame, iter_frames
-from tests.conftest import BBB
+from tests.conftest import BBB, BIKES, sampled_frames
 
 
 def solid(colour: tuple[int, int, int], height: int = 8, width: int = 8) -> np.ndarray:
@@ -140,6 +143,43 @@ def test_select_keyframes_single_cluster_and_cap(blobs: np.ndarray) -> None:
     assert list(rows) == [0, 1, 2]
 
 
+# -- the coverage guarantee ---------------------------------------------------------------------
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("similarity", [0.0, 0.5, 0.9, 0.99])
+def test_cover_leaves_no_sample_below_the_similarity(blobs: np.ndarray, similarity: float
+                                                     ) -> None:
+    vectors = unit(blobs)
+    rows, labels = select_keyframes(vectors, 1)  # one key frame for four blobs: poorly covered
+    covered, new_labels, added = cover(vectors, rows, labels, similarity)
+    assert set(rows) <= set(covered) and added == len(covered) - len(rows)
+    assert list(covered) == sorted(covered)
+    assert ((vectors @ vectors[covered].T).max(axis=1) >= similarity).all()
+    # Each key frame stands for its own cluster, and every sample belongs to one of them.
+    assert len({new_labels[r] for r in covered}) == len(covered)
+    assert set(new_labels) == {new_labels[r] for r in covered}
+    if similarity >= 0.5:
+        assert added >= 3  # at least one key frame in each of the other blobs
+
+
+def test_cover_changes_nothing_where_every_sample_is_covered(blobs: np.ndarray) -> None:
+    vectors = unit(blobs)
+    rows, labels = select_keyframes(vectors, 4)
+    worst = float((vectors @ vectors[rows].T).max(axis=1).min())
+    covered, new_labels, added = cover(vectors, rows, labels, worst)
+    assert added == 0 and list(covered) == list(rows)
+    np.testing.assert_array_equal(new_labels, labels)
+
+
+def test_sampler_takes_the_first_frame_of_each_step() -> None:
+    sampler = Sampler(2.0)
+    times = [0.0, 0.2, 0.49, 0.5, 0.9, 1.01, 1.2, 2.5]
+    assert [t for t in times if sampler.take(t)] == [0.0, 0.5, 1.01, 2.5]
+
+
 # -- the extractor on real video ----------------------------------------------------------------
 
 def bunny_frames(count: int) -> Iterator[Frame]:
@@ -191,3 +231,34 @@ def test_extractor_refuses_impossible_settings(extractor: FeatureExtractor, sett
                                                ) -> None:
     with pytest.raises(ValueError, match="sample_fps > 0"):
         KeyFrameExtractor(extractor, **settings)
+
+
+def test_coverage_holds_for_every_sampled_frame_of_a_real_video() -> None:
+    """Whatever k-means draws on this CPU, every sampled frame of bikes.mp4 (fast camera moves)
+    ends up at least `coverage` similar to a key frame; and the plain Algorithm 1 is still one
+    argument away."""
+    extractor = FeatureExtractor(pooling=rmac.shipped())
+    coverage = rmac.MATCH_SIMILARITY + 0.1
+    covered = KeyFrameExtractor(extractor, coverage=coverage).extract(iter_frames(BIKES))
+    plain = KeyFrameExtractor(extractor).extract(iter_frames(BIKES))
+    assert plain.coverage_added == 0
+    assert covered.coverage_added == len(covered.keyframes) - len(plain.keyframes)
+    assert {k.frame for k in plain.keyframes} <= {k.frame for k in covered.keyframes}
+
+    numbers = set(sampled_frames(BIKES))
+    assert {k.frame for k in covered.keyframes} <= numbers
+    pixels = np.stack([f.rgb(224, 224) for f in iter_frames(BIKES) if f.number in numbers])
+    samples = extractor.transform(pixels).descriptors
+    keyframes = np.stack([k.descriptor for k in covered.keyframes])
+    similarity = (samples @ keyframes.T).max(axis=1)
+    assert (similarity >= coverage - 1e-3).all(), similarity.min()
+    # The segments still cover every sample exactly once.
+    spans = sorted(s for k in covered.keyframes for s in k.segments)
+    assert all(a[1] <= b[0] + 1e-6 for a, b in pairwise(spans))
+    assert sum(b - a for a, b in spans) == pytest.approx(len(numbers) * 0.5, abs=1e-3)
+
+
+def test_coverage_cannot_be_combined_with_the_cheaper_clustering(extractor: FeatureExtractor
+                                                                 ) -> None:
+    with pytest.raises(ValueError, match="cluster_size"):
+        KeyFrameExtractor(extractor, cluster_size=112, coverage=0.7)
