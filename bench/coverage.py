@@ -66,6 +66,20 @@ def frame_descriptors(path: Path, step: int, cache: Path) -> dict[str, np.ndarra
     return data
 
 
+def bisected(rmac: np.ndarray, sampled: np.ndarray, similarity: float) -> np.ndarray:
+    """The samples, plus the middle frame of every gap between two adjacent ones less similar
+    than `similarity`, recursively: where the picture moves fast, samples come closer."""
+    rows = set(sampled.tolist())
+    pending = list(pairwise(sampled.tolist()))
+    while pending:
+        a, b = pending.pop()
+        if b - a > 1 and rmac[a] @ rmac[b] < similarity:
+            middle = (a + b) // 2
+            rows.add(middle)
+            pending += [(a, middle), (middle, b)]
+    return np.asarray(sorted(rows))
+
+
 def study(data: dict[str, np.ndarray], step: int, config: IndexConfig, threshold: float
           ) -> dict:
     embedded = data["numbers"] % step == 0  # frames with descriptors, in order
@@ -82,15 +96,22 @@ def study(data: dict[str, np.ndarray], step: int, config: IndexConfig, threshold
     rmac = data["rmac"]
     out = {}
     for margin in MARGINS:
-        chosen, added = rows, 0
-        if margin is not None:
-            chosen, _, added = cover(rmac[sampled], rows, labels, threshold + margin)
-        best = (rmac @ rmac[sampled[chosen]].T).max(axis=1)
-        out["paper" if margin is None else f"{margin:.2f}"] = {
-            "keyframes": len(chosen), "added": added,
-            "no_match_frames": int(np.count_nonzero(best < threshold)),
-            "min_similarity": round(float(best.min()), 4),
-        }
+        for dense in (False, True) if margin is not None else (False,):
+            candidates, chosen, added = sampled, rows, 0
+            if margin is not None:
+                if dense:
+                    candidates = bisected(rmac, sampled, threshold + margin)
+                start = np.searchsorted(candidates, sampled[rows])
+                clusters = np.full(len(candidates), -1)
+                clusters[np.searchsorted(candidates, sampled)] = labels
+                chosen, _, added = cover(rmac[candidates], start, clusters, threshold + margin)
+            best = (rmac @ rmac[candidates[chosen]].T).max(axis=1)
+            name = "paper" if margin is None else f"{margin:.2f}{' dense' if dense else ''}"
+            out[name] = {
+                "keyframes": len(chosen), "added": added, "embedded": len(candidates),
+                "no_match_frames": int(np.count_nonzero(best < threshold)),
+                "min_similarity": round(float(best.min()), 4),
+            }
     return {"frames": len(data["numbers"]), "embedded_frames": int(embedded.sum()),
             "samples": len(samples), "margins": out,
             "adjacent_sample_similarity_min": round(float(min(

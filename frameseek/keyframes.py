@@ -12,11 +12,15 @@ spans of the samples in its cluster: the stretch of video it stands for.
 The clustering always uses the paper's mean-pooled descriptors, whatever pooling the index stores
 (frameseek/features.py).
 
-Beyond the paper, a coverage guarantee (`coverage`): after k-means, every sample whose stored
-descriptor is less similar than `coverage` to every key frame of its video becomes a key frame
-itself. K-means is not bit-reproducible across CPUs and library versions, so without it a frame
-of an indexed video could be answered "no match" on one machine and not on another; with it, no
-sample can, whatever k-means draws.
+Beyond the paper, a coverage guarantee (`coverage`), so that no frame of an indexed video is
+answered "no match", on any machine (k-means is not bit-reproducible across CPUs and library
+versions, so which frames it keeps differs between them):
+1. Where two adjacent samples are less similar than `coverage` (a fast pan, a cut), the frame
+   midway between them is embedded too, and so on recursively: samples come closer where the
+   picture moves. These extra samples take no part in k-means, so Algorithm 1's choice is the
+   paper's.
+2. After k-means, every sample (extra ones included) less similar than `coverage` to every key
+   frame of its video becomes a key frame itself (`cover`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from frameseek.video import Frame
 
 HISTOGRAM_SIZE = 64  # frames are shrunk to 64×64 for the histogram: colour counts, not detail
 THUMBNAIL_WIDTH = 192
+# Decoded frames held between samples, waiting to learn whether their gap needs closing: past
+# this, the batch is embedded early (so 4K video holds a few gaps, not a batch's worth).
+GAP_BYTES = 256 << 20
 
 
 def color_histogram(rgb: np.ndarray, bins: int = 8) -> np.ndarray:
@@ -146,6 +153,7 @@ class KeyFrameResult:
     sampled: int
     clusters_requested: int  # m from the histogram rule, before the sampling cap
     coverage_added: int = 0  # key frames the coverage guarantee added to k-means' choice
+    gap_samples: int = 0  # extra samples embedded where adjacent samples differed too much
 
     @property
     def compression_ratio(self) -> float:
@@ -154,10 +162,17 @@ class KeyFrameResult:
 
 @dataclass
 class _Samples:
+    """Every frame embedded so far, in the order embedded: the regular samples, each batch
+    followed by the extra samples that close its gaps."""
+
     numbers: list[int] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     thumbnails: list[bytes] = field(default_factory=list)
+    regular: list[int] = field(default_factory=list)  # positions of the regular samples
     pending: list[np.ndarray] = field(default_factory=list)
+    gaps: list[list[Frame]] = field(default_factory=list)  # frames before each pending sample
+    gap_bytes: int = 0
+    last: np.ndarray | None = None  # the previous batch's last stored descriptor
     clustering: list[np.ndarray] = field(default_factory=list)  # mean-pooled, for k-means
     features: list[Features] = field(default_factory=list)  # as stored (none with a spill)
 
@@ -250,6 +265,7 @@ class KeyFrameExtractor:
         samples = _Samples()
         previous: np.ndarray | None = None
         sampler = Sampler(self.sample_fps)
+        gap: list[Frame] = []
         count = 0
         last_time = 0.0
         for frame in self.timer.frames(frames):
@@ -259,6 +275,7 @@ class KeyFrameExtractor:
                     distances.append(float(np.linalg.norm(histogram - previous)))
                 previous = histogram
             if sampler.take(frame.time):
+                samples.regular.append(len(samples.numbers))
                 samples.numbers.append(frame.number)
                 samples.times.append(frame.time)
                 with self.timer.stage("samples"):
@@ -266,18 +283,32 @@ class KeyFrameExtractor:
                     if spill is not None:
                         spill.append(frame.rgb(full, full))
                     samples.thumbnails.append(_thumbnail(frame))
-                if len(samples.pending) == batch:
+                samples.gaps.append(gap)
+                gap = []
+                if len(samples.pending) == batch or samples.gap_bytes > GAP_BYTES:
                     self._embed(samples)
+            elif self.coverage is not None:
+                # Kept decoded, not converted: most gaps turn out close enough to need nothing.
+                gap.append(frame)
+                samples.gap_bytes += frame.width * frame.height * 3 // 2
             count += 1
             last_time = frame.time
             if on_frame is not None:
                 on_frame(frame)
         self._embed(samples)
+        if gap and samples.last is not None:
+            self._close_tail(samples, gap)
         clustering = np.concatenate(samples.clustering)
         m = count_clusters(np.asarray(distances, dtype=np.float32), self.theta)
         cap = max(1, int(len(clustering) / self.samples_per_cluster))
         with self.timer.stage("kmeans"):
-            rows, labels = select_keyframes(clustering, min(m, cap), self.seed)
+            regular_rows, regular_labels = select_keyframes(clustering, min(m, cap), self.seed)
+        # From positions among the regular samples to positions among all embedded ones; the
+        # extra samples belong to no cluster until coverage gives them one.
+        regular = np.asarray(samples.regular)
+        rows = regular[regular_rows]
+        labels = np.full(len(samples.numbers), -1, dtype=np.int64)
+        labels[regular] = regular_labels
         added = 0
         if spill is None:
             features = _concat(samples.features)
@@ -285,6 +316,7 @@ class KeyFrameExtractor:
                 with self.timer.stage("coverage"):
                     rows, labels, added = cover(features.descriptors, rows, labels,
                                                 self.coverage)
+            rows = rows[np.argsort(np.asarray(samples.times)[rows], kind="stable")]
             chosen = Features(features.descriptors[rows], features.index[rows])
         else:
             with self.timer.stage("cnn_keyframes"):
@@ -302,18 +334,65 @@ class KeyFrameExtractor:
             )
             for i, row in enumerate(rows)
         ]
-        return KeyFrameResult(keyframes, count, last_time, len(samples.numbers), m, added)
+        return KeyFrameResult(keyframes, count, last_time, len(regular), m, added,
+                              len(samples.numbers) - len(regular))
 
     def _embed(self, samples: _Samples) -> None:
         """CNN over the pending samples: their clustering features and, when they are at the
-        stored size, the stored features too, from the same forward pass."""
+        stored size, the stored features too, from the same forward pass; then their gaps."""
         if samples.pending:
             with self.timer.stage("cnn"):
                 pool5 = self.clusterer.pool5(np.stack(samples.pending))
                 samples.clustering.append(mean_pool_spatial(pool5))
                 if self.clusterer is self.extractor:
                     samples.features.append(self.extractor.features(pool5))
+            if self.coverage is not None:
+                gaps = []
+                left = samples.last
+                for right, gap in zip(samples.features[-1].descriptors, samples.gaps,
+                                      strict=True):
+                    if left is not None:
+                        gaps.append((left, right, gap))
+                    left = right
+                samples.last = left
+                self._close(samples, gaps)
             samples.pending.clear()
+            samples.gaps.clear()
+            samples.gap_bytes = 0
+
+    def _close_tail(self, samples: _Samples, tail: list[Frame]) -> None:
+        """The frames after the last sample have no sample to their right: the video's last
+        frame becomes one (an extra sample), and the gap up to it is closed like any other."""
+        [end] = self._embed_extra(samples, tail[-1:])
+        self._close(samples, [(samples.last, end, tail[:-1])])
+
+    def _close(self, samples: _Samples, gaps: list[tuple[np.ndarray, np.ndarray, list[Frame]]]
+               ) -> None:
+        """Embed the middle frame of every gap whose two ends are less similar than `coverage`,
+        then of the halves, all gaps of a round in one batch, until every gap is closed or
+        holds no frame."""
+        assert self.coverage is not None
+        with self.timer.stage("gaps"):
+            while gaps := [(a, b, gap) for a, b, gap in gaps
+                           if gap and float(a @ b) < self.coverage]:
+                middles = [gap[len(gap) // 2] for _, _, gap in gaps]
+                halves = []
+                for (a, b, gap), middle in zip(gaps, self._embed_extra(samples, middles),
+                                               strict=True):
+                    half = len(gap) // 2
+                    halves += [(a, middle, gap[:half]), (middle, b, gap[half + 1:])]
+                gaps = halves
+
+    def _embed_extra(self, samples: _Samples, frames: list[Frame]) -> np.ndarray:
+        """Embed frames as extra samples (stored features, no clustering); their descriptors."""
+        size = self.extractor.input_size
+        features = self.extractor.transform(np.stack([f.rgb(size, size) for f in frames]))
+        samples.features.append(features)
+        for frame in frames:
+            samples.numbers.append(frame.number)
+            samples.times.append(frame.time)
+            samples.thumbnails.append(_thumbnail(frame))
+        return features.descriptors
 
 
 def _concat(parts: list[Features]) -> Features:
