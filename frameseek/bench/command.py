@@ -44,6 +44,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "default: the paper's full descriptors")
     index.add_argument("--pooling", choices=POOLINGS, default=IndexConfig.pooling,
                        help="the index's descriptor (default %(default)s)")
+    index.add_argument("--no-coverage", dest="coverage", action="store_false",
+                       help="the paper's Algorithm 1 as it is (implied by --cluster-size)")
     index.add_argument("--json", action="store_true", help="one JSON object on stdout")
     index.set_defaults(run=_index)
 
@@ -83,8 +85,9 @@ def _index(args: argparse.Namespace) -> int:
 
     try:
         # The cheaper clustering stores descriptors for key frames only: no coverage with it.
+        coverage = args.coverage and not args.cluster_size
         config = IndexConfig(cluster_size=args.cluster_size, pooling=args.pooling,
-                             coverage_margin=None if args.cluster_size else COVERAGE_MARGIN)
+                             coverage_margin=COVERAGE_MARGIN if coverage else None)
         report = index.run(args.video, config, queries=args.queries)
     except VideoError as exc:
         print(f"frameseek: {args.video}: {exc}", file=sys.stderr)
@@ -94,7 +97,7 @@ def _index(args: argparse.Namespace) -> int:
         return 0
     print(f"{report['video']}: {report['video_s']:.1f} s of video in {report['wall_s']:.1f} s "
           f"({report['realtime_factor']:.2f}x real time), peak RSS {report['peak_rss_mb']:.0f} MB,"
-          f" {report['keyframes']} key frames")
+          f" {report['keyframes']} key frames ({report['coverage_keyframes']} for coverage)")
     for stage, seconds in report["stages"].items():
         print(f"  {stage:12} {seconds:8.2f} s")
     if report["query_ms"]:
