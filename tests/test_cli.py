@@ -162,7 +162,10 @@ def test_pooling_is_chosen_at_creation_and_kept(tmp_path: Path) -> None:
     assert_one_line_error(frameseek("index", CARPHONE, "--index", index, "--pooling", "rmac"))
 
     frame = next(f for f in iter_frames(CARPHONE) if f.number == 50).rgb()
-    page = Image.new("RGB", (frame.shape[1] * 3, frame.shape[0] * 3), (250, 250, 250))
+    # A page colour the clip never shows: with a near-white page, whether the clip's own bright
+    # right edge counts as page depends on the decoder's rounding (av and Pillow versions), and
+    # the trim then keeps the whole page.
+    page = Image.new("RGB", (frame.shape[1] * 3, frame.shape[0] * 3), (255, 0, 255))
     page.paste(Image.fromarray(frame), (frame.shape[1], frame.shape[0]))
     query = tmp_path / "page.png"
     page.save(query)
@@ -175,6 +178,6 @@ def test_pooling_is_chosen_at_creation_and_kept(tmp_path: Path) -> None:
         assert len(answer["results"]) == 1
         answers[flags] = answer
     # Trimmed, the query is the frame itself and finds its clip. Untrimmed, the paper's mean
-    # over the page is mostly the page (8/9 of it is white): which clip is nearest is a
-    # near-tie that differs between CPUs, so only the trimmed answer is a promise.
+    # over the page is mostly the page (8/9 of it): which clip is nearest is a near-tie that
+    # differs between CPUs, so only the trimmed answer is a promise.
     assert answers[()]["results"][0]["video"] == str(CARPHONE)
