@@ -54,7 +54,7 @@ def test_bench_search_sweeps_nprobe_for_the_ivf_methods_only(
 
 def test_bench_search_takes_real_descriptors_from_npz_files(
         sample_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    descriptors = real_descriptors(sample_index)
+    descriptors, _ = real_descriptors(sample_index)
     files = []
     for part, rows in enumerate(np.array_split(descriptors, 2)):  # as the eval cache: per video
         files.append(tmp_path / f"video{part}.npz")
