@@ -15,7 +15,8 @@ from frameseek.backends.hardware import cpu_model
 
 # The least cosine between a back end's pool5 maps and onnxruntime fp32's, per image, for it to
 # be used: bf16 keeps 8 bits of mantissa, so its maps agree less closely, still far closer than
-# any two different images do (measured ≥ 0.9998 on AMX; docs/performance.md).
+# any two different images do (OpenVINO bf16 on AVX512-BF16: ≥ 0.9998 on the tests' references
+# and on video frames; docs/performance.md). fp32 back ends differ only in summation order.
 MIN_COSINE = {"fp32": 0.9999, "bf16": 0.999}
 
 

@@ -41,6 +41,7 @@ def frames(video: Path, count: int, size: int, every: int = 24) -> np.ndarray:
 def run(video: Path, names: list[str] | None = None, rounds: int = 5, size: int = 224,
         threads: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
     say = progress or (lambda _line: None)
+    load_before = os.getloadavg()[0]
     threads = threads or backends.usable_cpus()
     specs = [s for s in backends.BACKENDS if names is None or s.name in names]
     unavailable = {s.name: reason for s in specs if (reason := s.unavailable())}
@@ -87,7 +88,7 @@ def run(video: Path, names: list[str] | None = None, rounds: int = 5, size: int 
         "reference": reference.name,
         "frames": f"{len(inputs)} frames of {video}",
         "auto": backends.select(model, threads, self_check_reference(), backends.AUTO).name,
-        "load_average": os.getloadavg(),
+        "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "backends": results,
         "unavailable": unavailable,
     }

@@ -143,7 +143,8 @@ def _backends(args: argparse.Namespace) -> int:
         return 0
     print(f"CPU {report['cpu_model']} (native bf16: {report['native_bf16'] or 'none'}), "
           f"{report['threads']} threads, {report['input_size']} px, {report['frames']}, "
-          f"load average {report['load_average'][0]:.2f}; auto picks {report['auto']}")
+          f"load average {report['load_average']['before']:.2f} → "
+          f"{report['load_average']['after']:.2f}; auto picks {report['auto']}")
     print(f"{'back end':18} {'precision':>9} {'device':>6} {'load s':>7} {'ms/img b1':>10} "
           f"{'ms/img b8':>10} {'cos vs ' + report['reference']:>24}")
     for name, r in report["backends"].items():
