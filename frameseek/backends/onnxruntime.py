@@ -23,7 +23,7 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers: list = ["CPUExecutionProvider"]
+        providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
         if device == "CUDA":
             providers = [(CUDA_PROVIDER, CUDA_OPTIONS), *providers]
         self._session = ort.InferenceSession(model, options, providers=providers)
