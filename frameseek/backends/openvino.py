@@ -4,12 +4,12 @@ machines without saying so.
 
 bf16 runs natively on CPUs with AMX (several times fp32's speed, issue 15) or AVX512-BF16 (only
 dot products: faster on some CPUs, not on others). Automatic selection takes it on AMX, and on
-AVX512-BF16 when a short measurement, made once per CPU and OpenVINO version and kept in the
-cache directory, finds it clearly faster than fp32.
+AVX512-BF16 when a short measurement, made once per CPU, OpenVINO version and thread count and
+kept in the cache directory, finds it clearly faster than fp32.
 
 The model is compiled once with a dynamic shape (batch, height and width): measured as fast as a
 model reshaped to each input size, and one compile serves every size. OpenVINO's compiled-model
-cache (`CACHE_DIR`) is not used: on the CPU it made start-up slower (docs/performance.md).
+cache (`CACHE_DIR`) is not used: on the CPU it did not shorten start-up (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class OpenVINOBackend:
             "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": "LATENCY",  # one forward at a time, on every thread
         })
-        # OpenVINO takes a hint it cannot honour (bf16 on a CPU without it) silently.
+        # A hint is a request: what OpenVINO compiled is read back, and only that is used.
         compiled = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if compiled != OPENVINO_PRECISION[precision]:
             raise BackendError(f"OpenVINO compiled the model in {compiled}, not {precision}")
