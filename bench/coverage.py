@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frameseek.eval.run import _cpu_name
+from frameseek import backends
 from frameseek.features import mean_pool_spatial
 from frameseek.index import IndexConfig, content_id, feature_extractor
 from frameseek.keyframes import (
@@ -120,7 +120,8 @@ def main() -> None:
                         "embedded": sum(r["embedded"] for r in rows),
                         "compression_ratio": round(1 - keyframes / frames, 4),
                         "no_match_frames": sum(r["no_match_frames"] for r in rows)}
-    print(json.dumps({"cpu": _cpu_name(), "backend": "onnxruntime fp32", "threshold": threshold,
+    backend = backends.describe(feature_extractor(config).backbone.backend)
+    print(json.dumps({"backend": backend, "threshold": threshold,
                       "frames": frames, "totals": totals, "videos": videos}, indent=1))
 
 

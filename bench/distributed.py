@@ -109,7 +109,7 @@ def _store_method(location: str, size_of: Path, opened: list[Index]):
 
 
 def search(count: int, queries: int, scratch: Path, index_dir: Path | None) -> dict:
-    collection = synthesize(real_descriptors(index_dir), count, queries)
+    collection = synthesize(real_descriptors(index_dir)[0], count, queries)
     truth_result, truth = measure(methods(count)["faiss-flat512"], collection, None)
     stores = {
         "embedded": (str(scratch / "embedded"), scratch / "embedded"),

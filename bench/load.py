@@ -94,6 +94,16 @@ def search(port: int, image: bytes, top: int = 12) -> tuple[int, dict]:
     return response.status, json.loads(payload) if payload else {}
 
 
+def server_backend(port: int) -> dict:
+    """The inference back end the server runs queries on, from /api/stats."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
+    try:
+        connection.request("GET", "/api/stats")
+        return json.loads(connection.getresponse().read())["backend"]
+    finally:
+        connection.close()
+
+
 def client(port: int, images: list[bytes], searches: int, first: int, deadline: float,
            tally: Tally) -> None:
     for number in range(searches):
@@ -167,6 +177,7 @@ def run(index: Path, clients: int, searches: int, max_seconds: float) -> dict:
         if status != 200:
             raise SystemExit(f"warm-up search failed: HTTP {status} {answer}")
         rss["start"] = rss_mb(pid)
+        backend = server_backend(port)
         tally = Tally()
         total = clients * searches
         deadline = time.monotonic() + max_seconds
@@ -194,6 +205,7 @@ def run(index: Path, clients: int, searches: int, max_seconds: float) -> dict:
         "latency_ms": {f"p{p}": round(float(np.percentile(ms, p)), 1) for p in (50, 95, 99)},
         "server_rss_mb": {k: round(v, 1) for k, v in rss.items()},
         "cpus": os.cpu_count(),
+        "backend": backend,
     }
 
 
@@ -214,6 +226,9 @@ def main() -> int:
     else:
         rss = report["server_rss_mb"]
         latency = report["latency_ms"]
+        backend = report["backend"]
+        print(f"server back end {backend['name']} ({backend['precision']} on "
+              f"{backend['device']}), CPU {backend['cpu']}")
         print(f"{report['clients']} clients × {report['searches_per_client']} searches: "
               f"{report['answered']}/{report['requested']} answered, {report['errors']} errors, "
               f"{report['not_sent']} not sent (time limit)")

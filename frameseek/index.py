@@ -40,6 +40,10 @@ from frameseek.store.uri import open_store
 from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, iter_frames, probe
 
 WRITE_LOCK = "write.lock"
+# The stored config's entry naming the inference back ends (frameseek/backends) that computed the
+# index's vectors, e.g. ["openvino-bf16"]. Information only, outside IndexConfig: their vectors
+# agree (tests/backends), so any back end may query and add to any index.
+INFERENCE_KEY = "inference"
 
 
 # Above the match threshold, so that frames between two samples (0.5 s apart), a float16 or bf16
@@ -196,7 +200,7 @@ class Index:
             config = config or IndexConfig()
             store.set_config(asdict(config))
         else:
-            built = IndexConfig(**stored)
+            built = IndexConfig(**{k: v for k, v in stored.items() if k != INFERENCE_KEY})
             if config is not None and config.query_pipeline() != built.query_pipeline():
                 store.close()
                 differ = [k for k, v in config.query_pipeline().items()
@@ -326,7 +330,15 @@ class Index:
         indexed video whose track is missing for good."""
         if self.tracks is not None:
             self.tracks.put(video.record.path, video.record.content_id, video.track)
-        return self.store.add_video(video.record, video.keyframes)
+        record = self.store.add_video(video.record, video.keyframes)
+        self._record_inference(video.inference)
+        return record
+
+    def _record_inference(self, backend: str) -> None:
+        stored = self.store.get_config() or asdict(self.config)
+        built_with = stored.get(INFERENCE_KEY, [])
+        if backend not in built_with:
+            self.store.set_config({**stored, INFERENCE_KEY: [*built_with, backend]})
 
     def keyframe_extractor(self) -> KeyFrameExtractor:
         return keyframe_extractor(self.config, self.extractor)
@@ -410,6 +422,7 @@ class Index:
             "coverage_keyframes": sum(v.coverage_keyframes for v in videos),
             "compression_ratio": round(1 - keyframes / frames, 4) if frames else 0.0,
             "config": asdict(self.config),
+            INFERENCE_KEY: (self.store.get_config() or {}).get(INFERENCE_KEY, []),
         }
 
 
@@ -420,6 +433,7 @@ class AnalysedVideo:
     record: VideoRecord
     keyframes: list[KeyFrame]
     track: Track
+    inference: str  # the back end that computed the key frames' vectors
 
 
 def feature_extractor(config: IndexConfig, threads: int | None = None) -> FeatureExtractor:
@@ -455,7 +469,7 @@ def analyse_video(path: Path, identity: str, extractor: KeyFrameExtractor,
     track = TrackBuilder()
     result = extractor.extract(track.observe(iter_frames(path)), on_frame)
     return AnalysedVideo(_video_record(str(path), identity, info, result), result.keyframes,
-                         track.track())
+                         track.track(), extractor.extractor.backbone.backend.name)
 
 
 def _video_record(name: str, identity: str, info, result: KeyFrameResult) -> VideoRecord:

@@ -11,12 +11,11 @@ of the pool5 map, videos can be added to an index one at a time, and every index
 "rmac" agrees. Whitening fitted on the evaluation corpus itself scored the same (docs/robust.md).
 Refit with
 
-    python -m frameseek.rmac --out frameseek/data/rmac_whitening.npz IMAGE...
+    python -m frameseek.fit_whitening --out frameseek/data/rmac_whitening.npz IMAGE...
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -176,26 +175,3 @@ def shipped() -> RegionalMax:
         raise WhiteningError(f"{WHITENING_FILE}: sha256 {pooling.digest()} is not the verified "
                              "whitening")
     return replace(pooling, match_similarity=MATCH_SIMILARITY)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Fit the whitening on still images (each resized to the CNN's square input, like frames)."""
-    from frameseek.features import FeatureExtractor
-    from frameseek.query import load_image
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("images", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    extractor = FeatureExtractor()
-    pixels = {path: load_image(path) for path in sorted(set(args.images))}
-    # Icons and glyphs say nothing about video frames.
-    images = [path for path, rgb in pixels.items() if min(rgb.shape[:2]) >= MIN_FIT_SIDE]
-    pool5 = np.concatenate([extractor.pool5(extractor.resize(pixels[p])[None]) for p in images])
-    pooling = RegionalMax.fit(pool5)
-    pooling.save(args.out, f"{len(images)} images: " + " ".join(p.name for p in images))
-    print(f"{args.out}: fitted on {len(images)} images, digest {pooling.digest()}")
-
-
-if __name__ == "__main__":
-    main()

@@ -110,6 +110,23 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert not index.exists()  # refused before anything was created
 
 
+def test_an_unknown_back_end_is_a_usage_error_naming_the_known_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    query, index = SAMPLES / "query.jpg", tmp_path / "index"
+    flag = frameseek("search", query, "--index", index, "--backend", "tpu")
+    assert flag.returncode == 2 and "argument --backend: invalid choice: 'tpu'" in flag.stderr
+    assert "onnxruntime-fp32" in flag.stderr and "Traceback" not in flag.stderr
+    monkeypatch.setenv("FRAMESEEK_BACKEND", "tpu")
+    for command in (["search", query, "--index", index], ["serve", "--index", index],
+                    ["bench", "backends"]):
+        run = frameseek(*command)
+        assert run.returncode == 2, command
+        assert run.stderr == ("frameseek: unknown back end 'tpu' ($FRAMESEEK_BACKEND): choose "
+                              "from auto, onnxruntime-cuda, openvino-bf16, openvino-fp32, "
+                              "onnxruntime-fp32\n"), command
+    assert not index.exists()
+
+
 def test_corrupt_videos_are_reported_and_skipped(tmp_path: Path) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -136,6 +153,12 @@ def test_corrupt_videos_are_reported_and_skipped(tmp_path: Path) -> None:
     described = json.loads(info.stdout)
     assert [v["path"] for v in described["videos"]] == [str(good)]
     assert described["frames"] == 120 and described["keyframes"] >= 1
+    # The back end that computed the vectors, and the one queries would run on: both automatic.
+    assert described["inference"] == [described["backend"]["name"]]
+    assert set(described["backend"]) == {"name", "precision", "device", "cpu"}
+    text = frameseek("info", "--index", index).stdout
+    assert f"vectors computed by: {described['backend']['name']}" in text
+    assert f"queries run on: {described['backend']['name']} (" in text
 
     # The same folder again: the good file is unchanged, the bad ones are still reported.
     again = frameseek("index", videos, "--index", index, "--quiet")

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -127,3 +130,13 @@ def test_an_rmac_index_stores_its_pooling_and_finds_a_screenshot(tmp_path, sampl
         assert abs(top.time - time) < 1.0
     with pytest.raises(ConfigMismatch, match="pooling"):
         Index.open(directory, IndexConfig(pooling="mean"))
+
+
+def test_the_pooling_does_not_import_the_features_that_import_it() -> None:
+    """Imports run one way, features → rmac (the whitening's fitting, which runs the CNN, lives
+    in frameseek/fit_whitening.py), at module level and inside functions alike."""
+    tree = ast.parse(Path(rmac.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+    assert not {name for name in imported if name and name.startswith("frameseek")}

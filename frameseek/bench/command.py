@@ -1,4 +1,5 @@
-"""`frameseek bench search` and `frameseek bench index`: see bench/README.md."""
+"""`frameseek bench search`, `frameseek bench index` and `frameseek bench backends`: see
+bench/README.md."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import json
 import sys
 from pathlib import Path
 
+from frameseek import backends
 from frameseek.features import POOLINGS
 from frameseek.index import COVERAGE_MARGIN, IndexConfig
+
+SAMPLE_VIDEO = Path("samples/videos/big_buck_bunny_60s.mp4")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -33,6 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     search.add_argument("--noise", type=float, default=0.1,
                         help="noise, in per-dimension standard deviations (default %(default)s)")
     search.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    backends.add_option(search)
     search.set_defaults(run=_search)
 
     index = kinds.add_parser("index", help="index one video from scratch and time each stage")
@@ -47,7 +52,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     index.add_argument("--no-coverage", dest="coverage", action="store_false",
                        help="the paper's Algorithm 1 as it is (implied by --cluster-size)")
     index.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    backends.add_option(index)
     index.set_defaults(run=_index)
+
+    compare = kinds.add_parser("backends", help="the inference back ends side by side: ms per "
+                                                "image at batch 1 and 8, agreement with fp32")
+    compare.add_argument("--video", type=Path, default=SAMPLE_VIDEO,
+                         help="frames to run on (default %(default)s)")
+    compare.add_argument("--backends", nargs="+", choices=backends.names()[1:], metavar="NAME",
+                         help="only these (default: every one available here)")
+    compare.add_argument("--rounds", type=int, default=5, metavar="N",
+                         help="timed forwards per back end and batch size (default %(default)s)")
+    compare.add_argument("--size", type=int, default=IndexConfig.input_size, metavar="PX",
+                         help="input side in pixels (default %(default)s)")
+    compare.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    compare.set_defaults(run=_backends)
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -70,6 +89,8 @@ def _search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
+    print(f"CPU {report['machine']['cpu_model']}; descriptors computed by "
+          f"{', '.join(report['descriptors_by']) or 'unrecorded'}")
     print(f"{'method':28} {'ms/q':>8} {'p95':>8} {'batch':>8} {'recall@12':>9} "
           f"{'B/kf':>7} {'build s':>8}")
     for name, r in report["methods"].items():
@@ -98,9 +119,43 @@ def _index(args: argparse.Namespace) -> int:
     print(f"{report['video']}: {report['video_s']:.1f} s of video in {report['wall_s']:.1f} s "
           f"({report['realtime_factor']:.2f}x real time), peak RSS {report['peak_rss_mb']:.0f} MB,"
           f" {report['keyframes']} key frames ({report['coverage_keyframes']} for coverage)")
+    backend = report["backend"]
+    print(f"  back end {backend['name']} ({backend['precision']} on {backend['device']}), "
+          f"CPU {backend['cpu']}")
     for stage, seconds in report["stages"].items():
         print(f"  {stage:12} {seconds:8.2f} s")
     if report["query_ms"]:
         q = report["query_ms"]
         print(f"  query (image file → results): median {q['median']} ms, p95 {q['p95']} ms")
+    return 0
+
+
+def _backends(args: argparse.Namespace) -> int:
+    from frameseek.bench import backends as compare
+    from frameseek.video import VideoError
+
+    if args.rounds < 1 or args.size < 32:
+        print("frameseek: --rounds must be at least 1 and --size at least 32", file=sys.stderr)
+        return 2
+    try:
+        report = compare.run(args.video, args.backends, args.rounds, args.size,
+                             progress=None if args.json else print)
+    except VideoError as exc:
+        print(f"frameseek: {args.video}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"CPU {report['cpu_model']} (native bf16: {report['native_bf16'] or 'none'}), "
+          f"{report['threads']} threads, {report['input_size']} px, {report['frames']}, "
+          f"load average {report['load_average']['before']:.2f} → "
+          f"{report['load_average']['after']:.2f}; auto picks {report['auto']}")
+    print(f"{'back end':18} {'precision':>9} {'device':>6} {'load s':>7} {'ms/img b1':>10} "
+          f"{'ms/img b8':>10} {'cos vs ' + report['reference']:>24}")
+    for name, r in report["backends"].items():
+        print(f"{name:18} {r['precision']:>9} {r['device']:>6} {r['load_s']:7.2f} "
+              f"{r['ms_per_image_batch1']:10.1f} {r['ms_per_image_batch8']:10.1f} "
+              f"{r['min_cosine_vs_reference']:24.6f}")
+    for name, reason in report["unavailable"].items():
+        print(f"{name:18} unavailable: {reason}")
     return 0

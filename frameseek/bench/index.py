@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from frameseek import backends
 from frameseek.index import Index, IndexConfig, analyse_video, content_id, keyframe_extractor
 from frameseek.keyframes import StageTimer
 
@@ -42,6 +43,7 @@ def run(video: Path, config: IndexConfig | None = None, queries: int = 5) -> dic
         "video": str(video),
         "cluster_size": config.cluster_size,
         "pooling": config.pooling,
+        "backend": backends.describe(extractor.backbone.backend),
         "video_s": round(record.duration, 3),
         "frames": record.frames,
         "keyframes": record.keyframes,

@@ -23,6 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from frameseek.backends import cpu_model
 from frameseek.features import DESCRIPTOR_DIM, mean_pool_channels
 from frameseek.search import DEFAULT_NPROBE, CoarseToFine, auto_coarse
 from frameseek.store.base import Vectors
@@ -53,16 +54,19 @@ class MethodResult:
 
 
 def real_descriptors(index_dir: Path | None = None, videos: list[Path] | None = None
-                     ) -> np.ndarray:
-    """Descriptors of an existing index, or of a fresh index of `videos` (the samples)."""
-    from frameseek.index import Index
+                     ) -> tuple[np.ndarray, list[str]]:
+    """Descriptors of an existing index, or of a fresh index of `videos` (the samples), and the
+    inference back ends that computed them."""
+    from frameseek.index import INFERENCE_KEY, Index
 
     if index_dir is not None:
         with Index.open(index_dir) as index:
-            return np.asarray(index.store.vectors().descriptors, dtype=np.float32)
+            return (np.asarray(index.store.vectors().descriptors, dtype=np.float32),
+                    index.info()[INFERENCE_KEY])
     with tempfile.TemporaryDirectory() as scratch, Index.create(Path(scratch) / "i") as index:
         index.add(videos or [SAMPLE_VIDEOS])
-        return np.asarray(index.store.vectors().descriptors, dtype=np.float32)
+        return (np.asarray(index.store.vectors().descriptors, dtype=np.float32),
+                index.info()[INFERENCE_KEY])
 
 
 def descriptors_from_files(files: list[Path]) -> np.ndarray:
@@ -218,8 +222,8 @@ def run(count: int, queries: int = 200, names: list[str] | None = None,
     the real descriptors.
     """
     say = progress or (lambda _line: None)
-    real = (descriptors_from_files(descriptor_files) if descriptor_files
-            else real_descriptors(index_dir))
+    real, computed_by = ((descriptors_from_files(descriptor_files), []) if descriptor_files
+                         else real_descriptors(index_dir))
     start = time.perf_counter()
     collection = synthesize(real, count, queries, noise, seed)
     say(f"collection of {count} from {len(real)} real descriptors: "
@@ -255,6 +259,8 @@ def run(count: int, queries: int = 200, names: list[str] | None = None,
         "noise": noise,
         "auto": auto_coarse(count),
         "nprobe": nprobes or DEFAULT_NPROBE,
-        "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "descriptors_by": computed_by,  # inference back ends; none recorded in .npz files
+        "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(),
+                    "load_average": os.getloadavg()},
         "methods": results,
     }

@@ -30,7 +30,7 @@ from PIL import UnidentifiedImageError
 from pydantic import BaseModel
 from starlette.types import Message
 
-from frameseek import __version__
+from frameseek import __version__, backends
 from frameseek.index import Index, Match, Verdict
 from frameseek.query import MAX_PIXELS, QueryError, load_image
 from frameseek.store.base import Vectors, VideoRecord
@@ -48,7 +48,7 @@ KEYFRAME_ID = re.compile(r"[0-9]{1,18}")
 class ServerSettings:
     max_upload_bytes: int = 20 * MEGABYTE
     max_pixels: int = MAX_PIXELS
-    search_threads: int = os.cpu_count() or 1
+    search_threads: int = backends.usable_cpus()
 
 
 class SearchResult(BaseModel):
@@ -273,6 +273,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         """What the index holds (as `frameseek info --json`) and what this server has done."""
         return {
             **service.index.info(),
+            "backend": backends.describe(service.index.extractor.backbone.backend),
             "server": {
                 "version": __version__,
                 "uptime_s": round(time.time() - service.started, 1),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from frameseek import backends
 from frameseek.index import Index
 from frameseek.query import MAX_PIXELS
 
@@ -30,9 +30,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                        metavar="MB", help="larger uploads get 413 (default %(default)g MB)")
     serve.add_argument("--max-pixels", type=_positive(int), default=MAX_PIXELS, metavar="N",
                        help="larger query images get 422 (default %(default)s)")
-    serve.add_argument("--search-threads", type=_positive(int), default=os.cpu_count() or 1,
+    serve.add_argument("--search-threads", type=_positive(int), default=backends.usable_cpus(),
                        metavar="N",
-                       help="queries embedded at once (default: CPU cores, %(default)s)")
+                       help="queries embedded at once (default: the CPUs this process may use, "
+                            "%(default)s)")
+    backends.add_option(serve)
     serve.set_defaults(run=_serve)
 
 

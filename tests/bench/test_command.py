@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from frameseek.backends import MIN_COSINE, names
 from frameseek.bench.command import register
 from frameseek.bench.search import real_descriptors
 from frameseek.search import DEFAULT_NPROBE
@@ -54,7 +55,7 @@ def test_bench_search_sweeps_nprobe_for_the_ivf_methods_only(
 
 def test_bench_search_takes_real_descriptors_from_npz_files(
         sample_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    descriptors = real_descriptors(sample_index)
+    descriptors, _ = real_descriptors(sample_index)
     files = []
     for part, rows in enumerate(np.array_split(descriptors, 2)):  # as the eval cache: per video
         files.append(tmp_path / f"video{part}.npz")
@@ -96,3 +97,19 @@ def test_bench_index_times_every_stage(sample_videos: Path,
                                      "store", "model_load"}
     assert sum(report["stages"].values()) <= report["wall_s"] * 1.01
     assert report["query_ms"]["count"] == 1
+    assert set(report["backend"]) == {"name", "precision", "device", "cpu"}
+
+
+def test_bench_backends_compares_each_with_the_reference(
+        sample_videos: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = run(["bench", "backends", "--video", str(sample_videos / "bikes.mp4"), "--rounds",
+                  "1", "--size", "64", "--backends", "onnxruntime-fp32", "openvino-fp32",
+                  "--json"], capsys)
+    assert report["reference"] == "onnxruntime-fp32" and report["auto"] in names()
+    assert report["cpu_model"] and report["input_size"] == 64
+    assert set(report["backends"]) | set(report["unavailable"]) == {"onnxruntime-fp32",
+                                                                    "openvino-fp32"}
+    for name, result in report["backends"].items():
+        assert result["name"] == name and result["cpu"] == report["cpu_model"]
+        assert result["ms_per_image_batch1"] > 0 and result["ms_per_image_batch8"] > 0
+        assert result["min_cosine_vs_reference"] >= MIN_COSINE[result["precision"]]

@@ -109,6 +109,9 @@ def test_stats_and_health(server: Server) -> None:
     assert stats["keyframes"] == health["keyframes"] > 0
     assert stats["server"]["max_upload_bytes"] == 2 * 2**20
     assert health["status"] == "ok"
+    # Built and queried in one process: the same back end, named with its precision and CPU.
+    assert stats["inference"] == [stats["backend"]["name"]]
+    assert set(stats["backend"]) == {"name", "precision", "device", "cpu"}
 
 
 def test_openapi_describes_the_api(server: Server) -> None:
