@@ -239,7 +239,8 @@ class KeyFrameExtractor:
         self.clusterer = extractor
         if cluster_size is not None and cluster_size != extractor.input_size:
             self.clusterer = FeatureExtractor(cluster_size, extractor.batch_size,
-                                              extractor.backbone.threads)
+                                              extractor.backbone.threads,
+                                              backend=extractor.backbone.backend.name)
         self.theta = theta
         self.sample_fps = sample_fps
         self.samples_per_cluster = samples_per_cluster
