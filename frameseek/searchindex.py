@@ -5,15 +5,17 @@ Layout, in the index's `search/` folder, named by the manifest committed in the 
 (meta key "search_index"; the commit is what makes a generation visible):
 
 - `trained-*.faiss`: the trained, empty IVF (the cells' centroids and the code's parameters);
-  a few MB, read into memory.
-- `ivf-*.faiss`: the same with the codes of rows [0, covered) of the store's row file, their
+  a few MB.
+- `base-*.faiss`: the same with the codes of rows [0, covered) of the store's row file, their
   row numbers as ids; opened with IO_FLAG_MMAP | IO_FLAG_READ_ONLY, so opening reads nothing.
+- `recent-*.faiss`: the codes of rows [covered, recent) (the videos added since the base was
+  written), rewritten after each video; at most a fold's worth, read into memory.
 
-A reader searches that file and, for rows appended since (new videos), a small in-memory IVF
-cloned from the trained one: a new video is searchable once its commit is seen, without a
-rebuild. Candidates are re-ranked exactly on the float16 descriptors read from the mapped row
-file. Rows of removed videos are skipped by id at query time, and removed from the file at the
-next fold.
+A reader searches the two and, for rows committed after the recent file (a video another
+process has just written), its own in-memory copy of the recent part with them added: a new
+video is searchable as soon as its commit is seen, without a rebuild. Candidates are re-ranked
+exactly on the float16 descriptors read from the mapped row file. Rows of removed videos are
+skipped by id at query time, and removed from the base at the next fold.
 
 Rules, applied by the writer after each change (`maintain`) and by `optimize`:
 
@@ -21,9 +23,12 @@ Rules, applied by the writer after each change (`maintain`) and by `optimize`:
   "Flat") builds in milliseconds there and ranks exactly. The IVF is trained when a collection
   reaches FLAT_LIMIT, and dropped when it shrinks below half of it (so a collection at the limit
   does not train and drop in turn).
-- Fold: once the rows since the file was written reach FOLD_ROWS (or 1% of the file, whichever
-  is more), or as many rows in it are dead, they are written into a new file (added, or removed
-  by id). Folding keeps the in-memory part, which every open encodes, small.
+- Recent: after each video the recent file is rewritten with its rows added (milliseconds: it
+  is small), so that an open never encodes more than what was committed since.
+- Fold: once the recent rows reach FOLD_ROWS (or FOLD_FRACTION of the base, whichever is more),
+  or as many rows in the base are dead, a new base is written with them added (or removed by
+  id). Folding keeps the recent part, held in memory by every reader, small, and is what costs
+  a rewrite of the base: rarely.
 - Retrain: once the live collection is outside [½, 2]× the size it was trained at, the cells
   (√N of them) no longer fit it: a new IVF is trained over every live row. `frameseek optimize`
   does the same on demand.
@@ -44,7 +49,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
@@ -73,8 +78,8 @@ MANIFEST_KEY = "search_index"
 FORMAT = 1  # of the manifest and the files it names; another one is rebuilt
 FOLDER = "search"
 LOCK = "search.lock"
-FOLD_ROWS = 20_000
-FOLD_FRACTION = 0.01
+FOLD_ROWS = 50_000
+FOLD_FRACTION = 0.05
 RETRAIN_GROWTH = 2.0
 CHUNK = 65_536  # rows converted to float32 at a time, so memory stays flat
 # The IVF's code for each key frame, chosen by collection size. SQ8 (512 B) ranks as well as
@@ -98,27 +103,33 @@ class Manifest:
     row_file: str  # the store's row file it indexes, by name
     factory: str
     trained_rows: int  # live key frames it was trained for
-    covered: int  # rows [0, covered) of the row file are in `index_file`
-    removed: int  # dead rows already removed from `index_file`
-    trained_file: str
-    trained: Fingerprint
-    index_file: str
-    index: Fingerprint
+    covered: int  # rows [0, covered) of the row file are in the base file
+    recent: int  # rows [covered, recent) are in the recent file
+    removed: int  # dead rows already removed from the base file
+    files: dict[str, str]  # "trained", "base", "recent" → file name in the folder
+    prints: dict[str, Fingerprint]  # the same → its fingerprint
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "row_file": self.row_file, "factory": self.factory,
                 "trained_rows": self.trained_rows, "covered": self.covered,
-                "removed": self.removed, "trained_file": self.trained_file,
-                "trained": self.trained.to_json(), "index_file": self.index_file,
-                "index": self.index.to_json()}
+                "recent": self.recent, "removed": self.removed, "files": self.files,
+                "prints": {role: f.to_json() for role, f in self.prints.items()}}
 
     @classmethod
     def from_json(cls, data: dict) -> Manifest:
         if data.get("format") != FORMAT:
             raise DamagedFile(f"search index format {data.get('format')}, expected {FORMAT}")
         return cls(data["row_file"], data["factory"], data["trained_rows"], data["covered"],
-                   data["removed"], data["trained_file"], Fingerprint.from_json(data["trained"]),
-                   data["index_file"], Fingerprint.from_json(data["index"]))
+                   data["recent"], data["removed"], data["files"],
+                   {role: Fingerprint.from_json(f) for role, f in data["prints"].items()})
+
+    def with_files(self, written: dict[str, tuple[str, Fingerprint]], **fields: int
+                   ) -> Manifest:
+        """This generation with some files replaced (`written`: role → name, fingerprint) and
+        some counts changed."""
+        files = {**self.files, **{role: name for role, (name, _) in written.items()}}
+        prints = {**self.prints, **{role: found for role, (_, found) in written.items()}}
+        return replace(self, files=files, prints=prints, **fields)
 
 
 class IvfSearcher:
@@ -156,7 +167,7 @@ class IvfSearcher:
         """This snapshot with the rows appended since added to the in-memory part (a copy: the
         one other threads are searching is left alone)."""
         recent = faiss.clone_index(self.recent)
-        _add(recent, rows, max(self.manifest.covered, len(self.rows)), len(rows))
+        _add(recent, rows, len(self.rows), len(rows))
         return IvfSearcher(rows, self.manifest, self.base, recent)
 
 
@@ -223,23 +234,25 @@ class SearchIndex:
         if data is None:
             return None
         manifest = Manifest.from_json(data)
-        if manifest.row_file != rows.file or manifest.covered > len(rows):
+        if manifest.row_file != rows.file or manifest.recent > len(rows):
             raise DamagedFile("the search index is of another vector file")
-        check(self.folder / manifest.trained_file, manifest.trained)
-        check(self.folder / manifest.index_file, manifest.index)
+        for role, name in manifest.files.items():
+            check(self.folder / name, manifest.prints[role])
         return manifest
 
     def _open(self, rows: DescriptorRows, manifest: Manifest) -> IvfSearcher:
-        try:
-            base = faiss.read_index(str(self.folder / manifest.index_file),
-                                    faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-            trained = faiss.read_index(str(self.folder / manifest.trained_file))
-        except RuntimeError as exc:  # FAISS's word for a file it cannot parse
-            raise DamagedFile(f"{self.folder}: unreadable search index ({exc})") from exc
-        for part in (base, trained):
+        base = self._read(manifest, "base", faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        recent = self._read(manifest, "recent")
+        for part in (base, recent):
             faiss.extract_index_ivf(part).nprobe = self.nprobe
-        _add(trained, rows, manifest.covered, len(rows))  # it becomes the in-memory part
-        return IvfSearcher(rows, manifest, base, trained)
+        _add(recent, rows, manifest.recent, len(rows))
+        return IvfSearcher(rows, manifest, base, recent)
+
+    def _read(self, manifest: Manifest, role: str, flags: int = 0) -> faiss.Index:
+        try:
+            return faiss.read_index(str(self.folder / manifest.files[role]), flags)
+        except RuntimeError as exc:  # FAISS's word for a file it cannot parse
+            raise DamagedFile(f"{self.folder}: unreadable {role} file ({exc})") from exc
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -278,6 +291,8 @@ class SearchIndex:
             if len(rows) - manifest.covered >= fold_at or dead >= fold_at:
                 self._fold(rows, manifest)
                 return "folded"
+            if len(rows) > manifest.recent:
+                self._grow_recent(rows, manifest)
             return None
 
     def optimize(self) -> str:
@@ -289,7 +304,7 @@ class SearchIndex:
                 return f"{rows.live} key frames: exact search, no index to train"
             manifest = self._train(rows)
         return (f"trained {manifest.factory} over {manifest.trained_rows} key frames "
-                f"({(self.folder / manifest.index_file).stat().st_size / 2**20:.0f} MB)")
+                f"({manifest.prints['base'].size / 2**20:.0f} MB)")
 
     def _train(self, rows: DescriptorRows) -> Manifest:
         live = np.flatnonzero(rows.row_ids >= 0)
@@ -299,30 +314,36 @@ class SearchIndex:
         sample = np.sort(np.random.default_rng(0).choice(
             live, min(len(live), TRAIN_PER_CELL * cells), replace=False))
         trained.train(np.ascontiguousarray(rows.descriptors[sample], dtype=np.float32))
-        trained_file, trained_print = self._write(trained, "trained")
-        index = faiss.clone_index(trained)
-        _add(index, rows, 0, len(rows))
-        index_file, index_print = self._write(index, "ivf")
-        manifest = Manifest(rows.file, factory, len(live), len(rows), 0, trained_file,
-                            trained_print, index_file, index_print)
+        written = {"trained": self._write(trained, "trained"),
+                   "recent": self._write(trained, "recent")}
+        base = faiss.clone_index(trained)
+        _add(base, rows, 0, len(rows))
+        written["base"] = self._write(base, "base")
+        empty = Manifest(rows.file, factory, len(live), 0, 0, 0, {}, {})
+        manifest = empty.with_files(written, covered=len(rows), recent=len(rows))
         self._commit(manifest)
         return manifest
 
-    def _fold(self, rows: DescriptorRows, manifest: Manifest) -> Manifest:
-        """The committed file with the rows appended since added and its dead rows removed."""
-        index = faiss.read_index(str(self.folder / manifest.index_file))
+    def _fold(self, rows: DescriptorRows, manifest: Manifest) -> None:
+        """A new base: the committed one with the rows since added and its dead rows removed;
+        the recent part empty again."""
+        base = self._read(manifest, "base")
         dead = np.flatnonzero(rows.row_ids[:manifest.covered] < 0)
-        index.remove_ids(dead.astype(np.int64))
-        _add(index, rows, manifest.covered, len(rows))
-        index_file, index_print = self._write(index, "ivf")
-        folded = Manifest(rows.file, manifest.factory, manifest.trained_rows, len(rows),
-                          len(dead), manifest.trained_file, manifest.trained, index_file,
-                          index_print)
-        self._commit(folded)
-        return folded
+        base.remove_ids(dead.astype(np.int64))
+        _add(base, rows, manifest.covered, len(rows))
+        written = {"base": self._write(base, "base"),
+                   "recent": self._write(self._read(manifest, "trained"), "recent")}
+        self._commit(manifest.with_files(written, covered=len(rows), recent=len(rows),
+                                         removed=len(dead)))
 
-    def _write(self, index: faiss.Index, kind: str) -> tuple[str, Fingerprint]:
-        name = unique_name(kind, ".faiss")
+    def _grow_recent(self, rows: DescriptorRows, manifest: Manifest) -> None:
+        recent = self._read(manifest, "recent")
+        _add(recent, rows, manifest.recent, len(rows))
+        self._commit(manifest.with_files({"recent": self._write(recent, "recent")},
+                                         recent=len(rows)))
+
+    def _write(self, index: faiss.Index, role: str) -> tuple[str, Fingerprint]:
+        name = unique_name(role, ".faiss")
         written = write_atomically(self.folder / name,
                                    lambda path: faiss.write_index(index, str(path)))
         return name, written
@@ -332,9 +353,9 @@ class SearchIndex:
         nor the one before name: a reader that checked the one before may be opening it."""
         previous = self.store.get_meta(MANIFEST_KEY) or {}
         self.store.set_meta(MANIFEST_KEY, manifest.to_json() if manifest else None)
-        keep = {LOCK, previous.get("trained_file"), previous.get("index_file")}
+        keep = {LOCK, *previous.get("files", {}).values()}
         if manifest is not None:
-            keep |= {manifest.trained_file, manifest.index_file}
+            keep |= set(manifest.files.values())
         remove_unlisted(self.folder, keep)
 
 
