@@ -239,6 +239,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _optimize(args: argparse.Namespace) -> int:
     with Index.open(args.index) as index:
+        print(f"{args.index}: optimizing", flush=True)
         print(f"{args.index}: {index.optimize()}")
     return EXIT_OK
 

@@ -19,13 +19,14 @@ skipped by id at query time, and removed from the base at the next fold.
 
 Rules, applied by the writer after each change (`maintain`) and by `optimize`:
 
-- Below FLAT_LIMIT live key frames there is no IVF: the in-memory exact search (CoarseToFine
-  "Flat") builds in milliseconds there and ranks exactly. The IVF is trained when a collection
-  reaches FLAT_LIMIT, and dropped when it shrinks below half of it (so a collection at the limit
-  does not train and drop in turn).
+- Below `flat_limit` (FLAT_LIMIT, 50,000) live key frames there is no IVF: the in-memory
+  exhaustive search (CoarseToFine "Flat": 64-d, re-ranked on the 512-d) builds in tens of
+  milliseconds from the mapped file there, and training cells for so few rows buys nothing. The
+  IVF is trained when a collection reaches the limit, and dropped when it shrinks below half
+  of it (so that a collection at the limit does not train and drop in turn).
 - Recent: after each video the recent file is rewritten with its rows added (milliseconds: it
   is small), so that an open never encodes more than what was committed since.
-- Fold: once the recent rows reach FOLD_ROWS (or FOLD_FRACTION of the base, whichever is more),
+- Fold: once the recent rows reach `fold_rows` (or `fold_fraction` of the base, if more),
   or as many rows in the base are dead, a new base is written with them added (or removed by
   id). Folding keeps the recent part, held in memory by every reader, small, and is what costs
   a rewrite of the base: rarely.
@@ -78,9 +79,21 @@ MANIFEST_KEY = "search_index"
 FORMAT = 1  # of the manifest and the files it names; another one is rebuilt
 FOLDER = "search"
 LOCK = "search.lock"
-FOLD_ROWS = 50_000
-FOLD_FRACTION = 0.05
-RETRAIN_GROWTH = 2.0
+
+
+@dataclass(frozen=True)
+class Rules:
+    """When the IVF is trained, folded and retrained (module doc); tests use smaller ones."""
+
+    flat_limit: int = FLAT_LIMIT
+    fold_rows: int = 50_000
+    fold_fraction: float = 0.05
+    retrain_growth: float = 2.0
+
+    def fold_at(self, covered: int) -> float:
+        return max(self.fold_rows, self.fold_fraction * covered)
+
+
 CHUNK = 65_536  # rows converted to float32 at a time, so memory stays flat
 # The IVF's code for each key frame, chosen by collection size. SQ8 (512 B) ranks as well as
 # float16 cells before the exact re-rank (docs/performance.md); from PQ_FROM on, 64-byte PQ
@@ -174,9 +187,11 @@ class IvfSearcher:
 class SearchIndex:
     """The search structure of one embedded store, kept current for readers and writers."""
 
-    def __init__(self, store: EmbeddedStore, nprobe: int = DEFAULT_NPROBE) -> None:
+    def __init__(self, store: EmbeddedStore, nprobe: int = DEFAULT_NPROBE,
+                 rules: Rules = Rules()) -> None:
         self.store = store
         self.nprobe = nprobe
+        self.rules = rules
         self.folder = store.directory / FOLDER
         self._lock = threading.Lock()
         self._current: Searcher | None = None
@@ -212,7 +227,7 @@ class SearchIndex:
                 problem = str(exc)
                 rows = self.store.descriptor_rows()
                 continue
-            if manifest is not None or rows.live < FLAT_LIMIT:
+            if manifest is not None or rows.live < self.rules.flat_limit:
                 return rows, manifest
             problem = f"{rows.live} key frames and no search index yet"
             break
@@ -222,7 +237,7 @@ class SearchIndex:
                 manifest = self._committed(rows)
             except DamagedFile:
                 manifest = None
-            if manifest is not None or rows.live < FLAT_LIMIT:
+            if manifest is not None or rows.live < self.rules.flat_limit:
                 return rows, manifest
             print(f"frameseek: {problem}: rebuilding the search index from the store",
                   file=sys.stderr)
@@ -275,19 +290,19 @@ class SearchIndex:
                 manifest = None
             live = rows.live
             if manifest is None:
-                if live >= FLAT_LIMIT:
+                if live >= self.rules.flat_limit:
                     self._train(rows)
                     return "trained"
                 return None
-            if live < FLAT_LIMIT // 2:
+            if live < self.rules.flat_limit // 2:
                 self._commit(None)
                 return "dropped"
-            if not manifest.trained_rows / RETRAIN_GROWTH <= live <= (
-                    manifest.trained_rows * RETRAIN_GROWTH):
+            growth = self.rules.retrain_growth
+            if not manifest.trained_rows / growth <= live <= manifest.trained_rows * growth:
                 self._train(rows)
                 return "retrained"
             dead = int(np.count_nonzero(rows.row_ids[:manifest.covered] < 0)) - manifest.removed
-            fold_at = max(FOLD_ROWS, FOLD_FRACTION * manifest.covered)
+            fold_at = self.rules.fold_at(manifest.covered)
             if len(rows) - manifest.covered >= fold_at or dead >= fold_at:
                 self._fold(rows, manifest)
                 return "folded"
@@ -299,7 +314,7 @@ class SearchIndex:
         """Retrain over every live key frame now (or drop the IVF of a small collection)."""
         with self._writing():
             rows = self.store.descriptor_rows()
-            if rows.live < FLAT_LIMIT:
+            if rows.live < self.rules.flat_limit:
                 self._commit(None)
                 return f"{rows.live} key frames: exact search, no index to train"
             manifest = self._train(rows)
