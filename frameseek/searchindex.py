@@ -11,10 +11,12 @@ Layout, in the index's `search/` folder, named by the manifest committed in the 
 - `recent-*.faiss`: the codes of rows [covered, recent) (the videos added since the base was
   written), rewritten after each video; at most a fold's worth, read into memory.
 
-A reader searches the two and, for rows committed after the recent file (a video another
-process has just written), its own in-memory copy of the recent part with them added: a new
-video is searchable as soon as its commit is seen, without a rebuild. Candidates are re-ranked
-exactly on the float16 descriptors read from the mapped row file. Rows of removed videos are
+A reader searches the two and, for rows committed after the recent file it read (a video
+another process has just written), a small in-memory IVF of its own that it adds them to: a new
+video is searchable as soon as its commit is seen, without a rebuild or a re-read (the
+writer's rewrite of the recent file holds the same rows, so the reader keeps its own part until
+a fold). Candidates are re-ranked exactly on the float16 descriptors read from the mapped row
+file. Rows of removed videos are
 skipped by id at query time, and removed from the base at the next fold.
 
 Rules, applied by the writer after each change (`maintain`) and by `optimize`:
@@ -146,15 +148,17 @@ class Manifest:
 
 
 class IvfSearcher:
-    """One snapshot: the mapped IVF, the in-memory IVF of the rows appended since, the row file.
-    Never changed once built, so any number of threads may search it."""
+    """One snapshot: the mapped base, the recent part read from its file, the rows committed
+    after it (`fresh`, encoded by this reader), over the mapped row file. Never changed once
+    built, so any number of threads may search it."""
 
     def __init__(self, rows: DescriptorRows, manifest: Manifest, base: faiss.Index,
-                 recent: faiss.Index) -> None:
+                 recent: faiss.Index, fresh: faiss.Index) -> None:
         self.rows = rows
-        self.manifest = manifest
+        self.manifest = manifest  # the generation whose files it opened
         self.base = base
         self.recent = recent
+        self.fresh = fresh
 
     def search(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
                candidates: int | None = None) -> list[Hit]:
@@ -166,22 +170,33 @@ class IvfSearcher:
         the same signature as CoarseToFine)."""
         queries = np.ascontiguousarray(descriptors, dtype=np.float32)
         wanted = max(top, candidates or CANDIDATES)
-        found = [part.search(queries, wanted)[1] for part in (self.base, self.recent)
+        found = [part.search(queries, wanted) for part in (self.base, self.recent, self.fresh)
                  if part.ntotal]
         if not found:
             return [[] for _ in range(len(queries))]
-        rows = np.concatenate(found, axis=1)
+        approximate = np.concatenate([d for d, _ in found], axis=1)
+        rows = np.concatenate([i for _, i in found], axis=1)
         # Dead rows (removed videos not yet folded out) are no candidates.
-        rows[(rows >= 0) & (self.rows.row_ids[np.maximum(rows, 0)] < 0)] = -1
+        approximate[(rows < 0) | (self.rows.row_ids[np.maximum(rows, 0)] < 0)] = np.inf
+        # The best `wanted` of all parts by their codes' distances, then exactly re-ranked.
+        order = np.argsort(approximate, axis=1)[:, :wanted]
+        rows = np.where(np.isfinite(np.take_along_axis(approximate, order, axis=1)),
+                        np.take_along_axis(rows, order, axis=1), -1)
         squared, rows = rerank(self.rows.descriptors, rows, queries, top)
         return hits(np.where(rows >= 0, self.rows.row_ids[rows], -1), squared)
 
+    def shares_files(self, manifest: Manifest) -> bool:
+        """Whether `manifest` differs from the opened one only by rows this reader already
+        encodes itself (a recent file rewritten after a video): then nothing needs reading."""
+        return all(manifest.files[role] == self.manifest.files[role]
+                   for role in ("trained", "base")) and manifest.row_file == self.rows.file
+
     def extended(self, rows: DescriptorRows) -> IvfSearcher:
-        """This snapshot with the rows appended since added to the in-memory part (a copy: the
-        one other threads are searching is left alone)."""
-        recent = faiss.clone_index(self.recent)
-        _add(recent, rows, len(self.rows), len(rows))
-        return IvfSearcher(rows, self.manifest, self.base, recent)
+        """This snapshot with the rows committed since added to the fresh part (a copy: the one
+        other threads are searching is left alone)."""
+        fresh = faiss.clone_index(self.fresh)
+        _add(fresh, rows, len(self.rows), len(rows))
+        return IvfSearcher(rows, self.manifest, self.base, self.recent, fresh)
 
 
 class SearchIndex:
@@ -210,7 +225,7 @@ class SearchIndex:
             current = self._current
             if manifest is None:
                 self._current = CoarseToFine(self.store.vectors(), "Flat")
-            elif isinstance(current, IvfSearcher) and current.manifest == manifest:
+            elif isinstance(current, IvfSearcher) and current.shares_files(manifest):
                 self._current = current.extended(rows)
             else:
                 self._current = self._open(rows, manifest)
@@ -258,10 +273,11 @@ class SearchIndex:
     def _open(self, rows: DescriptorRows, manifest: Manifest) -> IvfSearcher:
         base = self._read(manifest, "base", faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         recent = self._read(manifest, "recent")
-        for part in (base, recent):
+        fresh = self._read(manifest, "trained")
+        for part in (base, recent, fresh):
             faiss.extract_index_ivf(part).nprobe = self.nprobe
-        _add(recent, rows, manifest.recent, len(rows))
-        return IvfSearcher(rows, manifest, base, recent)
+        _add(fresh, rows, manifest.recent, len(rows))
+        return IvfSearcher(rows, manifest, base, recent, fresh)
 
     def _read(self, manifest: Manifest, role: str, flags: int = 0) -> faiss.Index:
         try:

@@ -51,8 +51,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                                            "then time its open, searches and growth")
     scale.add_argument("--keyframes", type=int, required=True, metavar="N")
     scale.add_argument("--dir", type=Path, metavar="DIR",
-                       help="build it here, a new directory, and keep it (default: a temporary "
-                            "one, deleted after)")
+                       help="build it here and keep it, or measure again the index an earlier "
+                            "run built here (default: a temporary one, deleted after)")
     scale.add_argument("--source", type=Path, metavar="DIR",
                        help="draw the descriptors from this index's (default: index the sample "
                             "videos)")
