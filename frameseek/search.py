@@ -7,10 +7,13 @@ which are re-ranked by exact Euclidean distance on their 512-d descriptors. With
 inverted file holding the float16 descriptors the store keeps), which ranks exactly within the
 `nprobe` cells it visits, so no re-rank is needed.
 
-"auto" picks "Flat" below `FLAT_LIMIT` key frames and "IVF<√N>,SQfp16@512" above. Why not an
-approximate index over the 64-d alone: at scale the 64-d mean pooling is too coarse to *rank* a
-dense neighbourhood (measured in docs/performance.md: its top 1000 miss a fifth of the true 512-d
-top 12 at 200k key frames), while cells over the 512-d keep recall@12 at 1.0 with few probes.
+An embedded index does not build this in memory above `FLAT_LIMIT`: it opens the persistent IVF
+of frameseek/searchindex.py, which shares `rerank` and `hits` with it. "auto", for collections
+held in memory (the benchmarks, the evaluation sweeps), picks "Flat" below `FLAT_LIMIT` key
+frames and "IVF<√N>,SQfp16@512" above. Why not an approximate index over the 64-d alone: at
+scale the 64-d mean pooling is too coarse to *rank* a dense neighbourhood (measured in
+docs/performance.md: its top 1000 miss a fifth of the true 512-d top 12 at 200k key frames),
+while cells over the 512-d keep recall@12 at 1.0 with few probes.
 """
 
 from __future__ import annotations

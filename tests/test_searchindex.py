@@ -73,7 +73,7 @@ def test_the_rules_train_fold_and_retrain_at_the_stated_sizes(tmp_path: Path) ->
     with Index.open(tmp_path / "index") as index:
         trained = manifest(index)
         assert trained["trained_rows"] == rules.flat_limit
-        assert trained["factory"] == factory_for(rules.flat_limit) == "IVF45,SQ8"
+        assert trained["factory"] == factory_for(rules.flat_limit) == "IVF45,SQ4"
     grow_index.grow(tmp_path / "index", 10)  # 4,000 (2× its training, not past it): folds
     with Index.open(tmp_path / "index") as index:
         assert manifest(index)["trained_rows"] == rules.flat_limit
