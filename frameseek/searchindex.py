@@ -11,12 +11,12 @@ Layout, in the index's `search/` folder, named by the manifest committed in the 
 - `recent-*.faiss`: the codes of rows [covered, recent) (the videos added since the base was
   written), rewritten after each video; at most a fold's worth, read into memory.
 
-A reader searches the two and, for rows committed after the recent file it read (a video
-another process has just written), a small in-memory IVF of its own that it adds them to: a new
-video is searchable as soon as its commit is seen, without a rebuild or a re-read (the
-writer's rewrite of the recent file holds the same rows, so the reader keeps its own part until
-a fold). Candidates are re-ranked exactly on the float16 descriptors read from the mapped row
-file. Rows of removed videos are
+A reader searches the two, and takes in the rows committed after the recent file it read (a
+video another process has just written) itself: re-ranked exactly by every query while they are
+few, encoded into an in-memory IVF of its own beyond that. A new video is searchable as soon as
+its commit is seen, without a rebuild or a re-read (the writer's rewrite of the recent file
+holds the same rows, so the reader keeps its own until a fold). Candidates are re-ranked
+exactly on the float16 descriptors read from the mapped row file. Rows of removed videos are
 skipped by id at query time, and removed from the base at the next fold.
 
 Rules, applied by the writer after each change (`maintain`) and by `optimize`:
@@ -105,6 +105,9 @@ CHUNK = 65_536  # rows converted to float32 at a time, so memory stays flat
 # million: from PQ_FROM on, PQ128.
 PQ_FROM = 4_000_000
 CANDIDATES = 100  # re-ranked exactly on the float16 descriptors
+# Rows a reader re-ranks exactly on every query rather than encode (two videos' worth: ~1 ms a
+# query more, and a new video is searchable without any preparation).
+LOOSE_ROWS = 2_000
 
 
 def factory_for(count: int) -> str:
@@ -151,17 +154,24 @@ class Manifest:
 
 
 class IvfSearcher:
-    """One snapshot: the mapped base, the recent part read from its file, the rows committed
-    after it (`fresh`, encoded by this reader), over the mapped row file. Never changed once
-    built, so any number of threads may search it."""
+    """One snapshot: the mapped base, the recent part read from its file, and the rows committed
+    after it, over the mapped row file. Never changed once built, so any number of threads may
+    search it.
+
+    The rows committed after the recent file this reader read (a video another process has just
+    written) are `loose`: every query re-ranks them all exactly, which costs nothing to prepare,
+    so no query stalls while the reader takes them in. Past LOOSE_ROWS (a writer that died
+    before rewriting the recent file, or that is slow to) they are encoded into `encoded`, an
+    in-memory IVF of this reader's own."""
 
     def __init__(self, rows: DescriptorRows, manifest: Manifest, base: faiss.Index,
-                 recent: faiss.Index, fresh: faiss.Index) -> None:
+                 recent: faiss.Index, encoded: faiss.Index, loose: np.ndarray) -> None:
         self.rows = rows
         self.manifest = manifest  # the generation whose files it opened
         self.base = base
         self.recent = recent
-        self.fresh = fresh
+        self.encoded = encoded
+        self.loose = loose  # row numbers
 
     def search(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
                candidates: int | None = None) -> list[Hit]:
@@ -173,20 +183,25 @@ class IvfSearcher:
         the same signature as CoarseToFine)."""
         queries = np.ascontiguousarray(descriptors, dtype=np.float32)
         wanted = max(top, candidates or CANDIDATES)
-        found = [part.search(queries, wanted) for part in (self.base, self.recent, self.fresh)
-                 if part.ntotal]
-        if not found:
+        found = [part.search(queries, wanted)
+                 for part in (self.base, self.recent, self.encoded) if part.ntotal]
+        rows = np.full((len(queries), 0), -1, dtype=np.int64)
+        if found:
+            approximate = np.concatenate([d for d, _ in found], axis=1)
+            coded = np.concatenate([i for _, i in found], axis=1)
+            approximate[coded < 0] = np.inf
+            # The best `wanted` of all parts by their codes' distances, to be re-ranked exactly.
+            order = np.argsort(approximate, axis=1)[:, :wanted]
+            rows = np.where(np.isfinite(np.take_along_axis(approximate, order, axis=1)),
+                            np.take_along_axis(coded, order, axis=1), -1)
+        rows = np.concatenate([rows, np.broadcast_to(self.loose, (len(queries), len(self.loose)))],
+                              axis=1)
+        if not rows.shape[1]:
             return [[] for _ in range(len(queries))]
-        approximate = np.concatenate([d for d, _ in found], axis=1)
-        rows = np.concatenate([i for _, i in found], axis=1)
         # Dead rows (removed videos not yet folded out) are no candidates.
-        approximate[(rows < 0) | (self.rows.row_ids[np.maximum(rows, 0)] < 0)] = np.inf
-        # The best `wanted` of all parts by their codes' distances, then exactly re-ranked.
-        order = np.argsort(approximate, axis=1)[:, :wanted]
-        rows = np.where(np.isfinite(np.take_along_axis(approximate, order, axis=1)),
-                        np.take_along_axis(rows, order, axis=1), -1)
+        rows = np.where(self.rows.ids(rows) >= 0, rows, -1)
         squared, rows = rerank(self.rows.descriptors, rows, queries, top)
-        return hits(np.where(rows >= 0, self.rows.row_ids[rows], -1), squared)
+        return hits(self.rows.ids(rows), squared)
 
     def shares_files(self, manifest: Manifest) -> bool:
         """Whether `manifest` differs from the opened one only by rows this reader already
@@ -195,11 +210,10 @@ class IvfSearcher:
                    for role in ("trained", "base")) and manifest.row_file == self.rows.file
 
     def extended(self, rows: DescriptorRows) -> IvfSearcher:
-        """This snapshot with the rows committed since added to the fresh part (a copy: the one
-        other threads are searching is left alone)."""
-        fresh = faiss.clone_index(self.fresh)
-        _add(fresh, rows, len(self.rows), len(rows))
-        return IvfSearcher(rows, self.manifest, self.base, self.recent, fresh)
+        """This snapshot with the rows committed since taken in (loose, or encoded into a copy
+        of `encoded`: the one other threads are searching is left alone)."""
+        loose = np.concatenate([self.loose, np.arange(len(self.rows), len(rows))])
+        return _taken_in(rows, self.manifest, self.base, self.recent, self.encoded, loose)
 
 
 class SearchIndex:
@@ -276,11 +290,11 @@ class SearchIndex:
     def _open(self, rows: DescriptorRows, manifest: Manifest) -> IvfSearcher:
         base = self._read(manifest, "base", faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         recent = self._read(manifest, "recent")
-        fresh = self._read(manifest, "trained")
-        for part in (base, recent, fresh):
+        empty = self._read(manifest, "trained")
+        for part in (base, recent, empty):
             faiss.extract_index_ivf(part).nprobe = self.nprobe
-        _add(fresh, rows, manifest.recent, len(rows))
-        return IvfSearcher(rows, manifest, base, recent, fresh)
+        return _taken_in(rows, manifest, base, recent, empty,
+                         np.arange(manifest.recent, len(rows)))
 
     def _read(self, manifest: Manifest, role: str, flags: int = 0) -> faiss.Index:
         try:
@@ -320,7 +334,7 @@ class SearchIndex:
             if not manifest.trained_rows / growth <= live <= manifest.trained_rows * growth:
                 self._train(rows)
                 return "retrained"
-            dead = int(np.count_nonzero(rows.row_ids[:manifest.covered] < 0)) - manifest.removed
+            dead = manifest.covered - rows.live_before(manifest.covered) - manifest.removed
             fold_at = self.rules.fold_at(manifest.covered)
             if len(rows) - manifest.covered >= fold_at or dead >= fold_at:
                 self._fold(rows, manifest)
@@ -393,11 +407,24 @@ class SearchIndex:
         remove_unlisted(self.folder, keep)
 
 
+def _taken_in(rows: DescriptorRows, manifest: Manifest, base: faiss.Index,
+              recent: faiss.Index, encoded: faiss.Index, loose: np.ndarray) -> IvfSearcher:
+    """A snapshot whose loose rows (live ones) are encoded once there are too many of them."""
+    loose = loose[rows.ids(loose) >= 0]
+    if len(loose) > LOOSE_ROWS:
+        encoded = faiss.clone_index(encoded)
+        for first in range(0, len(loose), CHUNK):
+            part = loose[first:first + CHUNK]
+            encoded.add_with_ids(np.ascontiguousarray(rows.descriptors[part], np.float32), part)
+        loose = loose[:0]
+    return IvfSearcher(rows, manifest, base, recent, encoded, loose)
+
+
 def _add(index: faiss.Index, rows: DescriptorRows, start: int, end: int) -> None:
     """Add the live rows of [start, end) to `index`, their row numbers as ids."""
     for first in range(start, end, CHUNK):
         numbers = np.arange(first, min(end, first + CHUNK), dtype=np.int64)
-        numbers = numbers[rows.row_ids[numbers] >= 0]
+        numbers = numbers[rows.ids(numbers) >= 0]
         if len(numbers):
             index.add_with_ids(np.ascontiguousarray(rows.descriptors[numbers], dtype=np.float32),
                                numbers)

@@ -83,7 +83,7 @@ def exact_top(directory: Path, queries: np.ndarray) -> np.ndarray:
         for start in range(0, len(rows), CHUNK):
             part = np.ascontiguousarray(rows.descriptors[start:start + CHUNK], np.float32)
             d, i = faiss.knn(queries, part, TOP)
-            ids = rows.row_ids[start + i]
+            ids = rows.ids(start + i)
             d[ids < 0] = np.inf
             merged_d = np.concatenate([best_d, d], axis=1)
             merged_i = np.concatenate([best_i, ids], axis=1)
