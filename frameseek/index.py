@@ -319,8 +319,8 @@ class Index:
 
     def _maintain(self) -> None:
         """Keep the search structure fitting the collection after a write (the rules are in
-        frameseek/searchindex.py); the video is searchable before this, it only folds or
-        retrains."""
+        frameseek/searchindex.py); the video is searchable before this, which only rewrites
+        the recent part, folds or retrains."""
         if self.search_index is not None:
             self.search_index.maintain()
 

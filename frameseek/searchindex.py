@@ -232,8 +232,8 @@ class SearchIndex:
     # -- reading ---------------------------------------------------------------------------
 
     def searcher(self) -> Searcher:
-        """The structure over the latest commit. Cheap when nothing changed; a new video costs
-        encoding its rows; a new generation, mapping its file."""
+        """The structure over the latest commit. Cheap when nothing changed or a video was
+        added (its rows are taken in as they are); a new generation costs mapping its files."""
         with self._lock:
             rows = self.store.descriptor_rows()
             if self._current is not None and self._rows is rows:
@@ -245,7 +245,11 @@ class SearchIndex:
             elif isinstance(current, IvfSearcher) and current.shares_files(manifest):
                 self._current = current.extended(rows)
             else:
-                self._current = self._open(rows, manifest)
+                try:
+                    self._current = self._open(rows, manifest)
+                except DamagedFile as exc:  # sound by its fingerprints, yet FAISS cannot read it
+                    rows, manifest = self._rebuilt(str(exc), unreadable=manifest)
+                    self._current = self._open(rows, manifest)
             self._rows = rows
             return self._current
 
@@ -263,16 +267,22 @@ class SearchIndex:
                 return rows, manifest
             problem = f"{rows.live} key frames and no search index yet"
             break
+        return self._rebuilt(problem)
+
+    def _rebuilt(self, problem: str, unreadable: Manifest | None = None
+                 ) -> tuple[DescriptorRows, Manifest | None]:
+        """Train a new generation, telling why on one line, unless another process committed a
+        sound one (other than `unreadable`) while this one waited for the lock."""
         with self._writing():
             rows = self.store.descriptor_rows()
-            try:  # another process may have rebuilt it while this one waited
+            try:
                 manifest = self._committed(rows)
             except DamagedFile:
                 manifest = None
-            if manifest is not None or rows.live < self.rules.flat_limit:
+            if manifest != unreadable and (manifest is not None
+                                           or rows.live < self.rules.flat_limit):
                 return rows, manifest
-            print(f"frameseek: {problem}: rebuilding the search index from the store",
-                  file=sys.stderr)
+            _tell(f"{problem}: rebuilding the search index from the store")
             return rows, self._train(rows)
 
     def _committed(self, rows: DescriptorRows) -> Manifest | None:
@@ -319,7 +329,11 @@ class SearchIndex:
             rows = self.store.descriptor_rows()
             try:
                 manifest = self._committed(rows)
-            except DamagedFile:
+            except DamagedFile as exc:
+                if rows.live >= self.rules.flat_limit:
+                    _tell(f"{exc}: rebuilding the search index from the store")
+                else:  # exact search from now on: the damaged generation is forgotten
+                    self._commit(None)
                 manifest = None
             live = rows.live
             if manifest is None:
@@ -405,6 +419,11 @@ class SearchIndex:
         if manifest is not None:
             keep |= set(manifest.files.values())
         remove_unlisted(self.folder, keep)
+
+
+def _tell(message: str) -> None:
+    """Damage and its repair, on one line."""
+    print(f"frameseek: {message}", file=sys.stderr)
 
 
 def _taken_in(rows: DescriptorRows, manifest: Manifest, base: faiss.Index,
