@@ -204,3 +204,29 @@ def test_a_full_disk_during_a_write_leaves_the_previous_state(grown: Path, tmp_p
         assert len(index.videos()) == VIDEOS
         assert all(best(index, n) == grow_index.path(n) for n in range(VIDEOS))
         assert not list((directory / "search").glob("*.partial"))
+
+
+OPTIMIZE = """
+import sys
+from frameseek.index import Index
+from tests.robustness import grow_index
+with Index.open(sys.argv[1]) as index:
+    index.search_index = grow_index.search_index(index)
+    print(index.optimize())
+"""
+
+
+def test_a_reader_keeps_answering_while_another_process_optimizes(index: Index,
+                                                                 tmp_path: Path) -> None:
+    before = manifest(index)["files"]["base"]
+    process = subprocess.Popen([sys.executable, "-c", OPTIMIZE, str(tmp_path / "index")],
+                               stdout=subprocess.PIPE, text=True)
+    answered = 0
+    while process.poll() is None:  # never waits for the writer, never answers wrongly
+        number = answered % VIDEOS
+        assert best(index, number, row=answered % grow_index.PER_VIDEO) == grow_index.path(number)
+        answered += 1
+    assert process.returncode == 0 and "trained IVF" in process.stdout.read()
+    assert answered > 0
+    assert manifest(index)["files"]["base"] != before
+    assert all(best(index, n) == grow_index.path(n) for n in range(VIDEOS))  # the new one
