@@ -1,4 +1,4 @@
-"""`frameseek` command line: index, search, info, remove.
+"""`frameseek` command line: index, search, info, remove, optimize.
 
 Exit status: 0 success; 1 error (bad query image, missing index, ...); 2 usage error;
 3 `index` finished but skipped some files (listed in the summary).
@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("video", metavar="VIDEO")
     _add_location(remove)
     remove.set_defaults(run=_remove)
+
+    optimize = commands.add_parser(
+        "optimize", help="retrain an index's search structure over all its videos now (searches "
+                         "keep being answered meanwhile; docs/performance.md)")
+    optimize.add_argument("--index", type=Path, metavar="DIR", required=True)
+    optimize.set_defaults(run=_optimize)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
     return parser
@@ -253,6 +259,13 @@ def _remove(args: argparse.Namespace) -> int:
             return EXIT_OK
     print(f"frameseek: {args.video} is not in {args.index}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    with Index.open(args.index) as index:
+        print(f"{args.index}: optimizing", flush=True)
+        print(f"{args.index}: {index.optimize()}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ from frameseek.localize import (
 )
 from frameseek.query import ImageInput, load_image
 from frameseek.robust import NoMatch, crop_to_content
-from frameseek.search import CoarseToFine
+from frameseek.search import CoarseToFine, Searcher
+from frameseek.searchindex import SearchIndex
 from frameseek.store.base import Store, StoreError, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
 from frameseek.store.uri import open_store
@@ -181,6 +182,9 @@ class Index:
         self.directory = directory
         self._extractor: FeatureExtractor | None = None
         self._searcher: CoarseToFine | None = None
+        # The embedded store's search structure persists beside it; a store that searches
+        # itself (Milvus) needs none.
+        self.search_index = SearchIndex(store) if isinstance(store, EmbeddedStore) else None
         self.tracks = TrackStore(directory) if directory is not None else None
         self.localizer = Localizer(store, self.tracks)
 
@@ -332,6 +336,7 @@ class Index:
             self.tracks.put(video.record.path, video.record.content_id, video.track)
         record = self.store.add_video(video.record, video.keyframes)
         self._record_inference(video.inference)
+        self._maintain()
         return record
 
     def _record_inference(self, backend: str) -> None:
@@ -339,6 +344,22 @@ class Index:
         built_with = stored.get(INFERENCE_KEY, [])
         if backend not in built_with:
             self.store.set_config({**stored, INFERENCE_KEY: [*built_with, backend]})
+
+    def _maintain(self) -> None:
+        """Keep the search structure fitting the collection after a write (the rules are in
+        frameseek/searchindex.py); the video is searchable before this, which only rewrites
+        the recent part, folds or retrains."""
+        if self.search_index is not None:
+            self.search_index.maintain()
+
+    def optimize(self) -> str:
+        """Retrain the search structure over the whole collection now, while readers keep
+        searching the current one; what was done, in words."""
+        if self.search_index is None:
+            raise StoreError(f"{self.store_location()}: a Milvus store keeps its own index; "
+                             "there is nothing to optimize here")
+        with self._writing():
+            return self.search_index.optimize()
 
     def keyframe_extractor(self) -> KeyFrameExtractor:
         return keyframe_extractor(self.config, self.extractor)
@@ -348,6 +369,7 @@ class Index:
             removed = self.store.remove_video(str(video))
             if self.tracks is not None:
                 self.tracks.remove(str(video))
+            self._maintain()
             return removed
 
     # -- reading ---------------------------------------------------------------------------
@@ -355,8 +377,12 @@ class Index:
     def videos(self) -> list[VideoRecord]:
         return self.store.videos()
 
-    def searcher(self) -> CoarseToFine:
-        """The search structure over the current vectors, rebuilt only when the store changed."""
+    def searcher(self) -> Searcher:
+        """The search structure over the current vectors: the persistent one, brought up to
+        date with what was committed since, or one built in memory and rebuilt only when the
+        store changed."""
+        if self.search_index is not None:
+            return self.search_index.searcher()
         vectors = self.store.vectors()
         if self._searcher is None or self._searcher.vectors is not vectors:
             self._searcher = CoarseToFine(vectors)
@@ -409,12 +435,15 @@ class Index:
             for h in hits if (r := records.get(h.keyframe_id)) is not None
         ]
 
+    def store_location(self) -> str:
+        return str(self.directory or getattr(self.store, "uri", ""))
+
     def info(self) -> dict:
         videos = self.videos()
         frames = sum(v.frames for v in videos)
         keyframes = sum(v.keyframes for v in videos)
         return {
-            "index": str(self.directory or getattr(self.store, "uri", "")),
+            "index": self.store_location(),
             "videos": len(videos),
             "duration_s": round(sum(v.duration for v in videos), 3),
             "frames": frames,

@@ -7,16 +7,20 @@ which are re-ranked by exact Euclidean distance on their 512-d descriptors. With
 inverted file holding the float16 descriptors the store keeps), which ranks exactly within the
 `nprobe` cells it visits, so no re-rank is needed.
 
-"auto" picks "Flat" below `FLAT_LIMIT` key frames and "IVF<√N>,SQfp16@512" above. Why not an
-approximate index over the 64-d alone: at scale the 64-d mean pooling is too coarse to *rank* a
-dense neighbourhood (measured in docs/performance.md: its top 1000 miss a fifth of the true 512-d
-top 12 at 200k key frames), while cells over the 512-d keep recall@12 at 1.0 with few probes.
+An embedded index does not build this in memory above `FLAT_LIMIT`: it opens the persistent IVF
+of frameseek/searchindex.py, which shares `rerank` and `hits` with it. "auto", for collections
+held in memory (the benchmarks, the evaluation sweeps), picks "Flat" below `FLAT_LIMIT` key
+frames and "IVF<√N>,SQfp16@512" above. Why not an approximate index over the 64-d alone: at
+scale the 64-d mean pooling is too coarse to *rank* a dense neighbourhood (measured in
+docs/performance.md: its top 1000 miss a fifth of the true 512-d top 12 at 200k key frames),
+while cells over the 512-d keep recall@12 at 1.0 with few probes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -38,6 +42,16 @@ CHUNK = 65_536  # rows converted to float32 at a time while building, so memory 
 class Hit:
     keyframe_id: int
     distance: float  # Euclidean, on the 512-d descriptors
+
+
+class Searcher(Protocol):
+    """What a search structure answers, whether built in memory or opened from files."""
+
+    def search(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
+               candidates: int | None = None) -> list[Hit]: ...
+
+    def search_batch(self, indexes: np.ndarray, descriptors: np.ndarray, top: int = 12,
+                     candidates: int | None = None) -> list[list[Hit]]: ...
 
 
 def auto_coarse(count: int) -> str:
@@ -92,31 +106,37 @@ class CoarseToFine:
         else:
             m = min(max(top, candidates or self.candidates), len(self.vectors))
             _, rows = self.coarse.search(np.ascontiguousarray(indexes, dtype=np.float32), m)
-        # Distances recomputed directly: FAISS's expanded form (|x|² + |q|² - 2x·q) is off in
-        # the fourth digit, and the re-rank of 64-d candidates needs them anyway.
-        squared, rows = self._rerank(rows, descriptors, top)
-        # Converted to Python numbers in bulk: per-element int()/float() on numpy scalars cost
-        # about as much as the re-rank itself at 12 hits.
-        ids = self.vectors.ids[rows].tolist()  # rows of -1 (no hit) are dropped just below
-        distances = np.sqrt(np.maximum(squared.astype(np.float64), 0.0)).tolist()
-        return [
-            [Hit(i, d) for i, d, r in zip(query_ids, query_distances, query_rows, strict=True)
-             if r >= 0]
-            for query_ids, query_distances, query_rows in zip(ids, distances, rows.tolist(),
-                                                              strict=True)
-        ]
+        squared, rows = rerank(self.vectors.descriptors, rows, descriptors, top)
+        return hits(np.where(rows >= 0, self.vectors.ids[rows], -1), squared)
 
-    def _rerank(self, rows: np.ndarray, descriptors: np.ndarray, top: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate rows (Q, m) ranked by exact squared distance on the 512-d: the best `top`."""
-        valid = rows >= 0  # FAISS pads with -1 where it found fewer than asked
-        gaps = self.vectors.descriptors[rows].astype(np.float32)  # -1 reads a row masked below
-        gaps -= descriptors[:, None, :]
-        squared = np.einsum("qij,qij->qi", gaps, gaps)
-        squared[~valid] = np.inf
-        best = np.argsort(squared, axis=1, kind="stable")[:, :top]
-        picked = np.arange(len(rows))[:, None], best
-        return squared[picked], rows[picked]
+
+def rerank(stored: np.ndarray, rows: np.ndarray, queries: np.ndarray, top: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate rows (Q, m) of `stored` (float16 or float32, in memory or mapped) ranked by
+    exact squared distance to `queries` (Q, 512) float32: the best `top`, with their squared
+    distances, -1 rows (no candidate) last at infinity.
+
+    Distances are recomputed directly: FAISS's expanded form (|x|² + |q|² - 2x·q) is off in the
+    fourth digit, and the codes of a compact index are approximate anyway."""
+    valid = rows >= 0  # FAISS pads with -1 where it found fewer than asked
+    gaps = stored[rows].astype(np.float32)  # -1 reads a row masked below
+    gaps -= queries[:, None, :]
+    squared = np.einsum("qij,qij->qi", gaps, gaps)
+    squared[~valid] = np.inf
+    best = np.argsort(squared, axis=1, kind="stable")[:, :top]
+    picked = np.arange(len(rows))[:, None], best
+    return squared[picked], rows[picked]
+
+
+def hits(ids: np.ndarray, squared: np.ndarray) -> list[list[Hit]]:
+    """Key-frame ids (Q, top), -1 for none, and squared distances → each query's hits."""
+    # Converted to Python numbers in bulk: per-element int()/float() on numpy scalars cost
+    # about as much as the re-rank itself at 12 hits.
+    distances = np.sqrt(np.maximum(squared.astype(np.float64), 0.0)).tolist()
+    return [
+        [Hit(i, d) for i, d in zip(query_ids, query_distances, strict=True) if i >= 0]
+        for query_ids, query_distances in zip(ids.tolist(), distances, strict=True)
+    ]
 
 
 def _build(index: faiss.Index, source: np.ndarray, seed: int) -> None:

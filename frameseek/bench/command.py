@@ -1,4 +1,4 @@
-"""`frameseek bench search`, `frameseek bench index` and `frameseek bench backends`: see
+"""`frameseek bench search`, `bench index`, `bench backends` and `bench scale`: see
 bench/README.md."""
 
 from __future__ import annotations
@@ -68,6 +68,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--json", action="store_true", help="one JSON object on stdout")
     compare.set_defaults(run=_backends)
 
+    scale = kinds.add_parser("scale", help="build an on-disk index of N synthetic key frames, "
+                                           "then time its open, searches and growth")
+    scale.add_argument("--keyframes", type=int, required=True, metavar="N")
+    scale.add_argument("--dir", type=Path, metavar="DIR",
+                       help="build it here and keep it, or measure again the index an earlier "
+                            "run built here (default: a temporary one, deleted after)")
+    scale.add_argument("--source", type=Path, metavar="DIR",
+                       help="draw the descriptors from this index's (default: index the sample "
+                            "videos)")
+    scale.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    scale.set_defaults(run=_scale)
+
 
 def _search(args: argparse.Namespace) -> int:
     from frameseek.bench import search
@@ -97,6 +109,22 @@ def _search(args: argparse.Namespace) -> int:
         print(f"{name:28} {r['ms_per_query']:8.3f} {r['p95_ms']:8.3f} "
               f"{r['batch_ms_per_query']:8.3f} {r['recall_at_12']:9.4f} "
               f"{r['bytes_per_keyframe']:7.0f} {r['build_s']:8.1f}")
+    return 0
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from frameseek.bench import scale
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        report = scale.run(args.keyframes, args.dir, args.source, say)
+    except ValueError as exc:
+        print(f"frameseek: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report) if args.json else
+          "\n".join(f"{name:28} {value}" for name, value in report.items()))
     return 0
 
 

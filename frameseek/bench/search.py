@@ -81,38 +81,58 @@ def descriptors_from_files(files: list[Path]) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros((0, DESCRIPTOR_DIM), np.float32)
 
 
+class Synthesizer:
+    """Draws synthetic key frames and queries from real descriptors (the module doc says how),
+    any number at a time, so that a collection of any size can be written in parts."""
+
+    def __init__(self, real: np.ndarray, noise: float = 0.1, seed: int = 0) -> None:
+        if len(real) < 4:
+            raise ValueError(f"{len(real)} real descriptors are too few to synthesise from")
+        self.real = len(real)
+        self.rng = np.random.default_rng(seed)
+        order = self.rng.permutation(len(real))
+        held = max(1, len(real) // 5)
+        self.held_out, self.bases = real[order[:held]], real[order[held:]]
+        self.spread = (noise * real.std(axis=0)).astype(np.float32)
+        # Expanded form in float64: the direct (B, B, 512) difference takes gigabytes for a
+        # thousand bases. A base is never its own neighbour, even among duplicates (identical
+        # black frames).
+        wide = self.bases.astype(np.float64)
+        norms = (wide * wide).sum(axis=1)
+        squared = norms[:, None] + norms[None, :] - 2 * wide @ wide.T
+        np.fill_diagonal(squared, np.inf)
+        self.neighbours = np.argsort(squared, axis=1)[:, :NEIGHBOURS]
+
+    def keyframes(self, count: int) -> np.ndarray:
+        """(count, 512) float16 descriptors, as the store keeps them."""
+        descriptors = np.empty((count, DESCRIPTOR_DIM), dtype=np.float16)
+        for start in range(0, count, CHUNK):
+            n = min(CHUNK, count - start)
+            first = self.rng.integers(0, len(self.bases), n)
+            second = self.neighbours[first, self.rng.integers(0, self.neighbours.shape[1], n)]
+            t = self.rng.random((n, 1), dtype=np.float32)
+            points = self.bases[first] + t * (self.bases[second] - self.bases[first])
+            points += self.spread * self.rng.standard_normal((n, DESCRIPTOR_DIM),
+                                                             dtype=np.float32)
+            descriptors[start : start + n] = np.maximum(points, 0)
+        return descriptors
+
+    def queries(self, count: int) -> np.ndarray:
+        """(count, 512) float32: held-out real descriptors with the same noise."""
+        picks = self.held_out[self.rng.integers(0, len(self.held_out), count)]
+        query = picks + self.spread * self.rng.standard_normal(picks.shape, dtype=np.float32)
+        return np.maximum(query, 0).astype(np.float32)
+
+
 def synthesize(real: np.ndarray, count: int, queries: int, noise: float = 0.1,
                seed: int = 0) -> Collection:
-    if len(real) < 4:
-        raise ValueError(f"{len(real)} real descriptors are too few to synthesise from")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(real))
-    held = max(1, len(real) // 5)
-    held_out, bases = real[order[:held]], real[order[held:]]
-    spread = (noise * real.std(axis=0)).astype(np.float32)
-    # Expanded form in float64: the direct (B, B, 512) difference takes gigabytes for a thousand
-    # bases. A base is never its own neighbour, even among duplicates (identical black frames).
-    wide = bases.astype(np.float64)
-    norms = (wide * wide).sum(axis=1)
-    squared = norms[:, None] + norms[None, :] - 2 * wide @ wide.T
-    np.fill_diagonal(squared, np.inf)
-    neighbours = np.argsort(squared, axis=1)[:, :NEIGHBOURS]
-    descriptors = np.empty((count, DESCRIPTOR_DIM), dtype=np.float16)
-    for start in range(0, count, CHUNK):
-        n = min(CHUNK, count - start)
-        first = rng.integers(0, len(bases), n)
-        second = neighbours[first, rng.integers(0, neighbours.shape[1], n)]
-        t = rng.random((n, 1), dtype=np.float32)
-        points = bases[first] + t * (bases[second] - bases[first])
-        points += spread * rng.standard_normal((n, DESCRIPTOR_DIM), dtype=np.float32)
-        descriptors[start : start + n] = np.maximum(points, 0)
+    synthesizer = Synthesizer(real, noise, seed)
+    descriptors = synthesizer.keyframes(count)
     index = np.empty((count, DESCRIPTOR_DIM // 8), dtype=np.float32)
     for start in range(0, count, CHUNK):
         index[start : start + CHUNK] = mean_pool_channels(
             descriptors[start : start + CHUNK].astype(np.float32))
-    picks = held_out[rng.integers(0, held, queries)]
-    query = picks + spread * rng.standard_normal(picks.shape, dtype=np.float32)
-    query = np.maximum(query, 0).astype(np.float32)
+    query = synthesizer.queries(queries)
     vectors = Vectors(np.arange(count, dtype=np.int64), index, descriptors)
     return Collection(vectors, query, mean_pool_channels(query), len(real))
 

@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -33,7 +33,7 @@ from starlette.types import Message
 from frameseek import __version__, backends
 from frameseek.index import Index, Match, Verdict
 from frameseek.query import MAX_PIXELS, QueryError, load_image
-from frameseek.store.base import Vectors, VideoRecord
+from frameseek.store.base import VideoRecord
 
 log = logging.getLogger("frameseek.server")
 
@@ -97,7 +97,7 @@ class VideosResponse(BaseModel):
 class Catalogue:
     """The indexed videos of one index snapshot, by id (for URLs) and by path (for matches)."""
 
-    snapshot: Vectors
+    version: Hashable  # the store's, when it was read
     by_id: dict[str, VideoRecord]
     by_path: dict[str, VideoRecord]
 
@@ -126,13 +126,13 @@ class IndexService:
         return matches, self.index.verdict(matches)
 
     def catalogue(self) -> Catalogue:
-        """The videos as of now: re-read only when the store's vector snapshot changed, which it
-        does whenever any process adds or removes a video."""
+        """The videos as of now: re-read only when the store's version changed, which it does
+        whenever any process adds or removes a video."""
         with self._lock:
-            snapshot = self.index.store.vectors()
-            if self._catalogue is None or self._catalogue.snapshot is not snapshot:
+            version = self.index.store.version()
+            if self._catalogue is None or self._catalogue.version != version:
                 videos = self.index.videos()
-                self._catalogue = Catalogue(snapshot, {str(v.id): v for v in videos},
+                self._catalogue = Catalogue(version, {str(v.id): v for v in videos},
                                             {v.path: v for v in videos})
             return self._catalogue
 
@@ -288,7 +288,8 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict:
         """Liveness: the index answers."""
-        return {"status": "ok", "keyframes": len(service.index.store.vectors())}
+        videos = service.catalogue().by_id.values()
+        return {"status": "ok", "keyframes": sum(v.keyframes for v in videos)}
 
     @app.get("/api/thumbnails/{keyframe_id}", response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}}, 404: {}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,6 +72,11 @@ class Store(Protocol):
     def videos(self) -> list[VideoRecord]: ...
 
     def vectors(self) -> Vectors: ...
+
+    def version(self) -> Hashable:
+        """A value that changes whenever any process changes the contents (it may change more
+        often): what caches of the store's contents are keyed on."""
+        ...
 
     def keyframes(self, ids: list[int]) -> list[KeyFrameRecord]: ...
 

@@ -1,8 +1,16 @@
 """The embedded store: one directory, one SQLite database (WAL) holding metadata and vectors.
 
 Each video is written in a single transaction, so a crash leaves the index as it was or with whole
-videos added, and readers never see half a video. Vectors are kept as BLOBs beside their key
-frame and loaded into contiguous numpy arrays, cached until the database changes.
+videos added, and readers never see half a video.
+
+The descriptors are kept twice. Each key frame's row holds its own (the record everything can be
+rebuilt from), and `vectors/` holds them all in one append-only, memory-mapped row file (schema 3,
+frameseek/store/vectorfile.py), which is what searches read: opening maps it without reading it,
+where loading the rows meant reading every thumbnail with them (22 s at a million key frames).
+Each video's descriptors are appended and fsynced inside its transaction, before the commit that
+records the file's new length and the video's rows in it (`vector_rows`); a removed video's rows
+stay in the file, dead, until the file is rebuilt. A row file that is missing, truncated or not
+the one recorded is rebuilt from the database, with a one-line message on stderr.
 
 Schema 2 keeps each descriptor as float16 (1 KB a key frame) and no 64-d index: the index is
 derived from the descriptor at load time by the pooling the index's config names, which made it.
@@ -16,8 +24,10 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -26,9 +36,18 @@ import numpy as np
 from frameseek.features import DESCRIPTOR_DIM, INDEX_DIM, LEGACY_MEAN, pooling_named
 from frameseek.keyframes import KeyFrame
 from frameseek.store.base import KeyFrameRecord, StoreError, Vectors, VideoRecord
+from frameseek.store.vectorfile import (
+    DamagedFile,
+    Fingerprint,
+    RowFile,
+    remove_unlisted,
+    unique_name,
+)
 
 DATABASE = "frameseek.sqlite"
-SCHEMA_VERSION = 2
+VECTOR_FOLDER = "vectors"
+ROW_FILE_KEY = "row_file"  # meta: the row file's name, committed rows, dtype and fingerprint
+SCHEMA_VERSION = 3
 PAGE_SIZE = 16_384
 DESCRIPTOR_DTYPE = np.float16
 DERIVED = b""  # index_vector of schema-2 rows: computed from the descriptor when loaded
@@ -62,6 +81,12 @@ CREATE TABLE IF NOT EXISTS keyframes (
     thumbnail BLOB
 );
 CREATE INDEX IF NOT EXISTS keyframes_video ON keyframes(video_id);
+CREATE TABLE IF NOT EXISTS vector_rows (
+    video_id INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
+    first_row INTEGER NOT NULL,
+    first_keyframe INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
 """
 
 VIDEO_COLUMNS = ("id, path, content_id, size, duration, frames, width, height, fps, keyframes, "
@@ -94,6 +119,47 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
 
 
+@dataclass(frozen=True)
+class DescriptorRows:
+    """The row file as of one commit: `descriptors` in file order (memory-mapped), and which
+    rows are whose: each live video's run of rows (`starts`, `counts`) and its first key-frame
+    id. Rows in no run belong to videos removed or replaced since. Held as runs, not as an id
+    per row, so that taking in a commit costs microseconds at any size."""
+
+    file: str
+    descriptors: np.ndarray  # (R, 512) float16, float32 if rebuilt from schema-1 rows
+    starts: np.ndarray  # (V,) int64, sorted
+    counts: np.ndarray  # (V,) int64
+    first_ids: np.ndarray  # (V,) int64
+    version: Hashable
+
+    @property
+    def live(self) -> int:
+        return int(self.counts.sum())
+
+    def live_before(self, end: int) -> int:
+        """Live rows among [0, end)."""
+        return int(np.clip(end - self.starts, 0, self.counts).sum())
+
+    def ids(self, rows: np.ndarray) -> np.ndarray:
+        """The key-frame id of each row number; -1 for a dead row, or where -1 is given."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(self.starts):
+            return np.full(rows.shape, -1, dtype=np.int64)
+        run = np.maximum(np.searchsorted(self.starts, rows, side="right") - 1, 0)
+        offset = rows - self.starts[run]
+        inside = (rows >= 0) & (offset >= 0) & (offset < self.counts[run])
+        return np.where(inside, self.first_ids[run] + offset, -1)
+
+    @functools.cached_property
+    def row_ids(self) -> np.ndarray:
+        """`ids` of every row (for the writers and the small-collection path)."""
+        return self.ids(np.arange(len(self)))
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+
 class EmbeddedStore:
     def __init__(self, directory: Path, *, create: bool = False) -> None:
         self.directory = Path(directory)
@@ -114,10 +180,15 @@ class EmbeddedStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{database}: not a frameseek index ({exc})") from exc
         self._lock = threading.Lock()
-        self._cached: tuple[int, Vectors] | None = None
+        self._rows: DescriptorRows | None = None
+        self._cached: tuple[Hashable, Vectors] | None = None
 
-    def _version(self) -> int:
-        """Changes whenever any connection commits: the cache key for the vector snapshot."""
+    def version(self) -> Hashable:
+        """Changes whenever any connection commits: the cache key of every snapshot."""
+        with self._lock:
+            return self._version()
+
+    def _version(self) -> Hashable:
         total_changes = self._db.total_changes
         data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
         return hash((total_changes, data_version))
@@ -142,6 +213,8 @@ class EmbeddedStore:
 
     @_damage_is_store_error
     def add_video(self, video: VideoRecord, keyframes: list[KeyFrame]) -> VideoRecord:
+        with self._lock:
+            self._ensure_row_file()  # repaired first, in a transaction of its own
         with self._lock, self._db:
             self._db.execute("DELETE FROM videos WHERE path = ?", (video.path,))
             cursor = self._db.execute(
@@ -151,17 +224,40 @@ class EmbeddedStore:
                  video.width, video.height, video.fps, len(keyframes), video.coverage_keyframes),
             )
             video_id = cursor.lastrowid
+            descriptors = np.asarray([k.descriptor for k in keyframes],
+                                     dtype=DESCRIPTOR_DTYPE).reshape(-1, DESCRIPTOR_DIM)
             self._db.executemany(
                 "INSERT INTO keyframes(video_id, frame, time, segments, index_vector, descriptor,"
                 " thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (video_id, k.frame, k.time, json.dumps(k.segments),
-                     DERIVED, np.asarray(k.descriptor, dtype=DESCRIPTOR_DTYPE).tobytes(),
+                    (video_id, k.frame, k.time, json.dumps(k.segments), DERIVED, d.tobytes(),
                      k.thumbnail)
-                    for k in keyframes
+                    for k, d in zip(keyframes, descriptors, strict=True)
                 ],
             )
+            if keyframes:
+                self._append_rows(video_id, descriptors)
         return self.find_video(video.path)  # type: ignore[return-value]
+
+    def _append_rows(self, video_id: int, descriptors: np.ndarray) -> None:
+        """Append a video's descriptors to the row file and record them, inside the video's
+        transaction: SQLite's write lock, taken by its first INSERT, keeps other writers out
+        until the commit, so appends never interleave."""
+        first, last, count = self._db.execute(
+            "SELECT min(id), max(id), count(*) FROM keyframes WHERE video_id = ?", (video_id,)
+        ).fetchone()
+        if last - first + 1 != count:  # one transaction's AUTOINCREMENT ids are consecutive
+            raise StoreError(f"{self.directory}: key-frame ids of one video are not consecutive")
+        manifest = self._meta(ROW_FILE_KEY)
+        if manifest is None:
+            raise DamagedFile(f"{self.directory}: the vector file's manifest vanished")
+        rows = self._open_row_file(manifest)
+        committed = manifest["rows"]
+        grown = rows.append(committed, descriptors)
+        self._db.execute("INSERT INTO vector_rows(video_id, first_row, first_keyframe, count)"
+                         " VALUES (?, ?, ?, ?)", (video_id, committed, first, count))
+        self._set_meta(ROW_FILE_KEY, {**manifest, "rows": committed + count,
+                                      "fingerprint": grown.to_json()})
 
     @_damage_is_store_error
     def remove_video(self, path: str) -> bool:
@@ -184,16 +280,133 @@ class EmbeddedStore:
 
     @_damage_is_store_error
     def vectors(self) -> Vectors:
+        """Every live key frame's vectors in id order, read from the mapped row file."""
+        rows = self.descriptor_rows()
         with self._lock:
-            version = self._version()
-            if self._cached is not None and self._cached[0] == version:
+            if self._cached is not None and self._cached[0] == rows.version:
                 return self._cached[1]
-            rows = self._db.execute(
-                "SELECT id, descriptor FROM keyframes ORDER BY id"
-            ).fetchall()
             pooling = (self._config() or {}).get("pooling", LEGACY_MEAN)
-            self._cached = (version, _vectors(rows, pooling_named(pooling).coarse))
+            self._cached = (rows.version, _vectors(rows, pooling_named(pooling).coarse))
             return self._cached[1]
+
+    @_damage_is_store_error
+    def descriptor_rows(self) -> DescriptorRows:
+        """The mapped row file as of the latest commit: cheap when nothing changed (one PRAGMA),
+        a few milliseconds when something did (the row table is one row per video)."""
+        with self._lock:
+            if self._rows is not None and self._rows.version == self._version():
+                return self._rows
+            self._ensure_row_file()  # it may write, so before the read transaction below
+            self._rows = self._map_rows()
+            return self._rows
+
+    def _map_rows(self) -> DescriptorRows:
+        version = self._version()  # taken first: a commit after it only causes a re-read
+        # One read transaction: the manifest and the row table as of the same commit (WAL).
+        self._db.execute("BEGIN")
+        try:
+            manifest = self._meta(ROW_FILE_KEY)
+            ranges = self._db.execute(
+                "SELECT first_row, first_keyframe, count FROM vector_rows").fetchall()
+        finally:
+            self._db.rollback()
+        rows = self._open_row_file(manifest)
+        runs = np.array(sorted(ranges), dtype=np.int64).reshape(-1, 3)
+        return DescriptorRows(manifest["file"], rows.map(manifest["rows"]), runs[:, 0],
+                              runs[:, 2], runs[:, 1], version)
+
+    def _open_row_file(self, manifest: dict) -> RowFile:
+        return RowFile.open(self._vector_folder() / manifest["file"],
+                            Fingerprint.from_json(manifest["fingerprint"]))
+
+    def _vector_folder(self) -> Path:
+        return self.directory / VECTOR_FOLDER
+
+    def _ensure_row_file(self) -> None:
+        """A sound row file is committed: created from the rows already in the database where
+        there is none (an index written before schema 3), rebuilt where it is damaged."""
+        damage = self._row_file_damage()
+        if damage is not None:
+            self._rebuild_row_file(damage or None)
+
+    def _row_file_damage(self) -> str | None:
+        """None for a sound row file, "" where there is none, else what is wrong with it."""
+        manifest = self._meta(ROW_FILE_KEY)
+        if manifest is None:
+            return ""
+        try:
+            self._open_row_file(manifest)
+        except DamagedFile as exc:
+            return str(exc)
+        return None
+
+    def _rebuild_row_file(self, damage: str | None) -> None:
+        """Write a new row file from the descriptors in the database and commit it. `damage`
+        says why (printed on one line); None for a database that has never had one. The caller
+        holds the lock and no transaction; BEGIN IMMEDIATE waits for any other writer, which
+        may have rebuilt it meanwhile: then there is nothing left to do."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._row_file_damage() is not None:
+                self._write_row_file(damage)
+        except BaseException:
+            self._db.rollback()
+            raise
+        self._db.commit()
+
+    def _write_row_file(self, damage: str | None) -> None:
+        """All live descriptors, video by video in key-frame order, into a fresh row file."""
+        folder = self._vector_folder()
+        folder.mkdir(exist_ok=True)
+        count = self._db.execute("SELECT count(*) FROM keyframes").fetchone()[0]
+        if damage is not None or count:
+            print(f"frameseek: {damage or 'no vector file yet'}: rebuilding {folder} from the "
+                  f"database ({count} key frames)", file=sys.stderr)
+        legacy = self._db.execute(
+            "SELECT 1 FROM keyframes WHERE length(descriptor) != ? LIMIT 1",
+            (DESCRIPTOR_DIM * np.dtype(DESCRIPTOR_DTYPE).itemsize,),
+        ).fetchone()
+        dtype = np.dtype(np.float32 if legacy else DESCRIPTOR_DTYPE)  # keep schema 1's precision
+        name = unique_name("descriptors", ".rows")
+        rows = RowFile.create(folder / name, dtype, DESCRIPTOR_DIM)
+        self._db.execute("DELETE FROM vector_rows")
+        committed = 0
+        grown = rows.append(0, np.zeros((0, DESCRIPTOR_DIM), dtype))
+        videos = self._db.execute("SELECT id FROM videos ORDER BY id").fetchall()
+        for (video_id,) in videos:
+            found = self._db.execute(
+                "SELECT id, descriptor FROM keyframes WHERE video_id = ? ORDER BY id", (video_id,)
+            ).fetchall()
+            if not found:
+                continue
+            grown = rows.append(committed, _descriptor_array(found, dtype))
+            self._db.execute("INSERT INTO vector_rows(video_id, first_row, first_keyframe, count)"
+                             " VALUES (?, ?, ?, ?)", (video_id, committed, found[0][0], len(found)))
+            committed += len(found)
+        self._set_meta(ROW_FILE_KEY, {"file": name, "rows": committed,
+                                      "fingerprint": grown.to_json()})
+        remove_unlisted(folder, {name})
+
+    def get_meta(self, key: str) -> dict | None:
+        """A JSON value other layers keep in the database (the search index's manifest)."""
+        with self._lock:
+            return self._meta(key)
+
+    def set_meta(self, key: str, value: dict | None) -> None:
+        """Commit a JSON value (None deletes it): the commit point of a layer's files."""
+        with self._lock, self._db:
+            self._set_meta(key, value)
+
+    def _meta(self, key: str) -> dict | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _set_meta(self, key: str, value: dict | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                             (key, json.dumps(value)))
 
     @_damage_is_store_error
     def keyframes(self, ids: list[int]) -> list[KeyFrameRecord]:
@@ -229,9 +442,13 @@ def _add_coverage_column(db: sqlite3.Connection) -> None:
     """Indexes made before the coverage guarantee lack its column; their videos added none."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(videos)")}
     if "coverage_keyframes" not in columns:
-        with db:
-            db.execute("ALTER TABLE videos ADD COLUMN coverage_keyframes INTEGER NOT NULL "
-                       "DEFAULT 0")
+        try:
+            with db:
+                db.execute("ALTER TABLE videos ADD COLUMN coverage_keyframes INTEGER NOT NULL "
+                           "DEFAULT 0")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process added it first
+                raise
 
 
 def _video(row: tuple) -> VideoRecord:
@@ -243,18 +460,22 @@ def _video(row: tuple) -> VideoRecord:
 CHUNK = 65_536  # descriptors pooled at a time while loading, so no full float32 copy is made
 
 
-def _vectors(rows: list[tuple], coarse: Callable[[np.ndarray], np.ndarray]) -> Vectors:
-    count = len(rows)
-    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=count)
+def _descriptor_array(rows: list[tuple], dtype: np.dtype) -> np.ndarray:
+    """(id, descriptor BLOB) rows as one array; a schema-1 BLOB is float32, told by its length."""
     compact = DESCRIPTOR_DIM * np.dtype(DESCRIPTOR_DTYPE).itemsize
-    if all(len(row[1]) == compact for row in rows):
-        blob = b"".join(row[1] for row in rows)
-        descriptors = np.frombuffer(blob, dtype=DESCRIPTOR_DTYPE).reshape(count, DESCRIPTOR_DIM)
-    else:  # some schema-1 rows: keep their full float32 precision
-        descriptors = np.empty((count, DESCRIPTOR_DIM), dtype=np.float32)
-        for i, row in enumerate(rows):
-            dtype = DESCRIPTOR_DTYPE if len(row[1]) == compact else np.float32
-            descriptors[i] = np.frombuffer(row[1], dtype=dtype)
+    return np.stack([np.frombuffer(blob, DESCRIPTOR_DTYPE if len(blob) == compact else np.float32)
+                     for _, blob in rows]).astype(dtype, copy=False)
+
+
+def _vectors(rows: DescriptorRows, coarse: Callable[[np.ndarray], np.ndarray]) -> Vectors:
+    """The live rows, sorted by id (the row file is in id order, except after a video is
+    replaced by a rebuilt file); the mapped array itself where every row is live."""
+    live = np.flatnonzero(rows.row_ids >= 0)
+    live = live[np.argsort(rows.row_ids[live], kind="stable")]
+    whole = len(live) == len(rows) and bool(np.all(live == np.arange(len(live))))
+    descriptors = rows.descriptors if whole else rows.descriptors[live]
+    ids = rows.row_ids[live]
+    count = len(ids)
     index = np.empty((count, INDEX_DIM), dtype=np.float32)
     for start in range(0, count, CHUNK):
         part = slice(start, start + CHUNK)

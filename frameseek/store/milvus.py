@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import secrets
+from collections.abc import Hashable
 from dataclasses import asdict
 
 import numpy as np
@@ -176,6 +177,11 @@ class MilvusStore:
                 if current.get(row["video"]) == row["video_id"]]
         rows.sort(key=lambda row: row["id"])
         return _vectors(rows)
+
+    def version(self) -> Hashable:
+        """Milvus gives no cheap sign that another client wrote: every call is a new version,
+        so caches re-read each time (as `vectors()` scans each time)."""
+        return object()
 
     def keyframes(self, ids: list[int]) -> list[KeyFrameRecord]:
         if not ids:

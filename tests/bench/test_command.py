@@ -113,3 +113,22 @@ def test_bench_backends_compares_each_with_the_reference(
         assert result["name"] == name and result["cpu"] == report["cpu_model"]
         assert result["ms_per_image_batch1"] > 0 and result["ms_per_image_batch8"] > 0
         assert result["min_cosine_vs_reference"] >= MIN_COSINE[result["precision"]]
+
+
+def test_bench_scale_prints_the_documented_fields(sample_index: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A real build of 2,000 key frames (exact search at that size), then measured again."""
+    argv = ["bench", "scale", "--keyframes", "2000", "--source", str(sample_index), "--dir",
+            str(tmp_path / "index"), "--json"]
+    report = run(argv, capsys)
+    assert list(report) == ["keyframes", "build_s", "vector_bytes_per_keyframe",
+                            "disk_bytes_per_keyframe", "open_s", "first_query_s",
+                            "warm_ms_median", "warm_ms_p95", "recall_at_12", "add_video_s",
+                            "rss_mb"]
+    assert report["keyframes"] == 2000 and report["build_s"] > 0
+    assert report["vector_bytes_per_keyframe"] >= 1024  # the float16 row file at least
+    assert report["disk_bytes_per_keyframe"] > report["vector_bytes_per_keyframe"]
+    assert 0.0 <= report["recall_at_12"] <= 1.0
+    assert report["add_video_s"] is not None  # the new video was found
+    again = run(argv, capsys)
+    assert again["build_s"] is None and again["keyframes"] == 2000

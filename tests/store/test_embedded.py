@@ -15,7 +15,7 @@ from frameseek.keyframes import KeyFrame
 from frameseek.query import load_image
 from frameseek.search import CoarseToFine
 from frameseek.store.base import Vectors
-from frameseek.store.embedded import DATABASE, EmbeddedStore
+from frameseek.store.embedded import DATABASE, ROW_FILE_KEY, EmbeddedStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +44,7 @@ def test_schema_1_float32_rows_are_read_at_full_precision(sample_index: Path,
                (old.tobytes(), pooling.coarse(old[None])[0].tobytes(), first))
     db.execute("UPDATE meta SET value = json_set(value, '$.pooling', ?) WHERE key = 'config'",
                (LEGACY_MEAN,))
+    db.execute("DELETE FROM meta WHERE key = ?", (ROW_FILE_KEY,))  # schema 1 had no row file
     db.commit()
     db.close()
     store = EmbeddedStore(tmp_path / "index")
