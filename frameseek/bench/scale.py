@@ -142,7 +142,8 @@ def run(count: int, directory: Path | None = None, source: Path | None = None,
     with ExitStack() as scope:
         if directory is None:
             directory = Path(scope.enter_context(tempfile.TemporaryDirectory())) / "index"
-        synthesizer = Synthesizer(real_descriptors(source))
+        seeds, _ = real_descriptors(source)
+        synthesizer = Synthesizer(seeds)
         queries = synthesizer.queries(QUERIES)
         new = synthesizer.keyframes(PER_VIDEO)
         build_s = None
