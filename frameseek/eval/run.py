@@ -49,6 +49,7 @@ class Settings:
     seed: int = 0
     smoke: bool = False
     sample_fps: float = IndexConfig.sample_fps
+    coverage_margin: float | None = IndexConfig.coverage_margin
     command: str = ""
 
 
@@ -73,7 +74,8 @@ def run(settings: Settings) -> dict:
     """Run every experiment; write report.md, results.json, the plot and the gallery."""
     started = time.perf_counter()
     out = settings.out
-    config = IndexConfig(sample_fps=settings.sample_fps)
+    config = IndexConfig(sample_fps=settings.sample_fps,
+                         coverage_margin=settings.coverage_margin)
     extractor = FeatureExtractor(input_size=config.input_size)  # pool5 maps: pooled per method
     videos = corpus_videos(settings.corpus, indexed_only=True)
     if not videos:
@@ -233,7 +235,7 @@ def meta(settings: Settings, config: IndexConfig) -> dict:
         "queries_per_video": settings.per_video,
         "config": {"theta": config.theta, "sample_fps": config.sample_fps,
                    "samples_per_cluster": config.samples_per_cluster,
-                   "input_size": config.input_size},
+                   "input_size": config.input_size, "coverage_margin": config.coverage_margin},
     }
 
 
