@@ -31,7 +31,7 @@ import faiss
 import numpy as np
 
 from frameseek.bench.search import TOP, Synthesizer, real_descriptors
-from frameseek.features import INDEX_DIM
+from frameseek.features import INDEX_DIM, pooling_named
 from frameseek.index import Index
 from frameseek.keyframes import KeyFrame
 from frameseek.store.base import VideoRecord
@@ -103,11 +103,15 @@ def probe(directory: Path, queries: np.ndarray, new: np.ndarray,
     """The reader, in a fresh process: open, warm queries, memory; then, told when another
     process starts writing a video, search for it until found, timing every query meanwhile."""
     faiss.omp_set_num_threads(1)  # one query per core, as a server answers them
-    index_vectors = np.zeros((len(queries), INDEX_DIM), np.float32)  # unused by the IVF
     start = time.perf_counter()
     with Index.open(directory) as index:
         index.searcher()
         open_s = time.perf_counter() - start
+        # The coarse vectors as the store derives them: the IVF ignores them, but an exact
+        # (small) collection's coarse stage ranks on them.
+        coarse = pooling_named(index.config.pooling).coarse
+        index_vectors = coarse(queries.astype(np.float32))
+        new_index = coarse(new[None].astype(np.float32))[0]
         first_pass = []
         for q in range(len(queries)):  # the first touch of the pages each query reads
             start = time.perf_counter()
@@ -128,7 +132,7 @@ def probe(directory: Path, queries: np.ndarray, new: np.ndarray,
         while not (connection.poll() and (searchable_s is not None
                                           or time.monotonic() - written_at > GIVE_UP_S)):
             start = time.monotonic()
-            matches = index.search_features(index_vectors[0], new, top=1)
+            matches = index.search_features(new_index, new, top=1)
             slowest = max(slowest, (time.monotonic() - start) * 1000)
             if searchable_s is None and matches and matches[0].video == NEW_VIDEO:
                 searchable_s = time.monotonic() - written_at
