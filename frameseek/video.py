@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".ogg", ".ts",
@@ -89,7 +93,25 @@ class Frame:
 
     def rgb(self, width: int | None = None, height: int | None = None) -> np.ndarray:
         """Pixels as an (H, W, 3) uint8 RGB array, scaled by FFmpeg's swscale when asked."""
-        return self._frame.to_ndarray(width=width, height=height, format="rgb24")
+        converted = _reformatter(width, height).reformat(self._frame, width, height, "rgb24")
+        return converted.to_ndarray()
+
+
+# A frame's own reformatter (what `to_ndarray(width=...)` uses) sets up a new swscale context,
+# with its own thread pool, for every frame: at 64×64 that costs several times the conversion.
+# One reformatter per output size and thread keeps its context from frame to frame (the same
+# swscale parameters, so the same pixels); per thread, as a context is not thread-safe.
+_this_thread = threading.local()
+_REFORMATTERS_PER_THREAD = 16  # output sizes: a few fixed ones, thumbnails by aspect ratio
+
+
+def _reformatter(width: int | None, height: int | None) -> VideoReformatter:
+    if not hasattr(_this_thread, "reformatters"):
+        _this_thread.reformatters = {}
+    by_size: dict[tuple[int | None, int | None], VideoReformatter] = _this_thread.reformatters
+    if (width, height) not in by_size and len(by_size) >= _REFORMATTERS_PER_THREAD:
+        by_size.clear()
+    return by_size.setdefault((width, height), VideoReformatter())
 
 
 def check_file(path: Path) -> None:
@@ -205,3 +227,53 @@ def _packets(container: av.container.InputContainer, stream: av.VideoStream) -> 
         except (av.error.FFmpegError, ValueError):
             return
         yield packet
+
+
+T = TypeVar("T")
+_END = object()
+
+
+class _Failure:
+    """An exception raised in the background thread, carried to the caller to raise there."""
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+def in_background(items: Iterable[T], depth: int) -> Iterator[T]:
+    """`items`, produced in a daemon thread up to `depth` ahead of the caller, so that decoding
+    (PyAV releases the GIL in FFmpeg) overlaps the caller's work. An exception raised producing
+    them is raised here, the same object. Close the generator (`contextlib.closing`) to stop the
+    thread when the caller stops early: it then finishes the item in hand and closes `items`.
+    """
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                ready.put(item)
+                if stop.is_set():
+                    return
+            ready.put(_END)
+        except BaseException as exc:
+            ready.put(_Failure(exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="frameseek-decoder", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, _Failure):
+                raise item.exception
+            yield item
+    finally:
+        stop.set()
+        # Room for the one item the thread may still put before it sees `stop`.
+        while not ready.empty():
+            ready.get_nowait()
+        thread.join()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from itertools import pairwise, product
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +17,12 @@ from frameseek.keyframes import (
     KeyFrameExtractor,
     Sampler,
     color_histogram,
+    color_histograms,
     count_clusters,
     cover,
     select_keyframes,
 )
-from frameseek.video import Frame, iter_frames
+from frameseek.video import Frame, VideoError, iter_frames
 from tests.conftest import BBB, BIKES, sampled_frames
 
 
@@ -50,6 +53,15 @@ def test_histogram_counts_colour_shares_not_positions() -> None:
     half[:2, :2] = (255, 0, 0)
     histogram = color_histogram(half)
     assert histogram[7 * 64] == 0.25 and histogram[7] == 0.75
+
+
+def test_histograms_of_many_images_are_each_one_s() -> None:
+    # 19 images: groups of 8 and a remainder.
+    images = np.random.default_rng(1).integers(0, 256, (19, 12, 10, 3), dtype=np.uint8)
+    expected = np.stack([color_histogram(image) for image in images])
+    np.testing.assert_array_equal(color_histograms(images), expected)
+    np.testing.assert_array_equal(color_histograms(images, bins=4),
+                                  np.stack([color_histogram(image, 4) for image in images]))
 
 
 def test_histogram_bins_parameter() -> None:
@@ -223,6 +235,25 @@ def test_extractor_on_the_first_five_seconds(extractor: FeatureExtractor) -> Non
     assert [k.frame for k in again.keyframes] == [k.frame for k in result.keyframes]
     for a, b in zip(again.keyframes, result.keyframes, strict=True):
         np.testing.assert_allclose(a.descriptor, b.descriptor, atol=1e-4)
+
+
+def test_decoder_errors_surface_as_they_are(extractor: FeatureExtractor, tmp_path: Path
+                                          ) -> None:
+    # Decoding runs in a thread of its own: its errors are raised in the caller all the same.
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).bytes(50_000))
+    with pytest.raises(VideoError, match="not a readable video"):
+        KeyFrameExtractor(extractor).extract(iter_frames(junk))
+
+
+def test_an_interrupt_stops_the_decoder_thread(extractor: FeatureExtractor) -> None:
+    def interrupt(frame: Frame) -> None:
+        if frame.number == 30:
+            raise KeyboardInterrupt  # Ctrl-C, as the main thread receives it
+
+    with pytest.raises(KeyboardInterrupt):
+        KeyFrameExtractor(extractor).extract(iter_frames(BBB), on_frame=interrupt)
+    assert not [t for t in threading.enumerate() if t.name == "frameseek-decoder"]
 
 
 @pytest.mark.parametrize("settings", [{"sample_fps": 0.0}, {"sample_fps": -2.0},

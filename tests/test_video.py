@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import closing
 from fractions import Fraction
 from itertools import accumulate, pairwise
 from pathlib import Path
@@ -10,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from frameseek.video import VideoError, format_time, iter_frames, probe
+from frameseek.video import Frame, VideoError, format_time, in_background, iter_frames, probe
 from tests.conftest import BBB, BIKES
 
 
@@ -77,6 +80,57 @@ def test_frame_pixels_are_rgb_and_scaled_on_request() -> None:
     assert small.shape == (36, 64, 3)
     # The same picture, only smaller: mean colours agree.
     assert np.abs(full.mean(axis=(0, 1)) - small.mean(axis=(0, 1))).max() < 3
+
+
+def test_scaled_pixels_are_those_of_pyav_own_conversion() -> None:
+    # `rgb` keeps a swscale context per output size and thread from frame to frame, asked here
+    # for sizes in turn as indexing does, in this thread and in a decoder thread.
+    sizes = [(64, 64), (224, 224), (192, 108), (None, None)]
+
+    def converted(frames: Iterator[Frame]) -> Iterator[tuple[Frame, list[np.ndarray]]]:
+        for frame in frames:
+            yield frame, [frame.rgb(*size) for size in sizes]
+
+    head = (frame for frame, _ in zip(iter_frames(BIKES), range(30), strict=False))
+    for frame, in_thread in in_background(converted(head), 4):
+        for (width, height), pixels in zip(sizes, in_thread, strict=True):
+            expected = frame._frame.to_ndarray(width=width, height=height, format="rgb24")
+            np.testing.assert_array_equal(pixels, expected)
+            np.testing.assert_array_equal(frame.rgb(width, height), expected)
+
+
+def decoder_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "frameseek-decoder"]
+
+
+def test_in_background_raises_the_error_of_the_thread_itself() -> None:
+    error = VideoError("damaged after frame 4")
+
+    def frames_then_error() -> Iterator[Frame]:
+        yield from (frame for frame, _ in zip(iter_frames(BBB), range(5), strict=False))
+        raise error
+
+    seen = []
+    with pytest.raises(VideoError) as raised:
+        for frame in in_background(frames_then_error(), 2):
+            seen.append(frame.number)
+    assert raised.value is error and seen == [0, 1, 2, 3, 4]
+    assert not decoder_threads()
+
+
+def test_in_background_stops_decoding_when_the_caller_stops() -> None:
+    closed = threading.Event()
+
+    def frames() -> Iterator[Frame]:
+        try:
+            yield from iter_frames(BBB)
+        finally:
+            closed.set()
+
+    with closing(in_background(frames(), 2)) as decoded:
+        assert next(decoded).number == 0
+    # The thread has finished the frame in hand and closed the decoder (its container).
+    assert closed.is_set() and not decoder_threads()
 
 
 def test_variable_frame_rate_times_do_not_drift(tmp_path: Path, bunny_head: list[np.ndarray]

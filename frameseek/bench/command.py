@@ -152,6 +152,9 @@ def _index(args: argparse.Namespace) -> int:
           f"CPU {backend['cpu']}")
     for stage, seconds in report["stages"].items():
         print(f"  {stage:12} {seconds:8.2f} s")
+    print("  in the decoder thread, overlapping the stages above:")
+    for stage, seconds in report["decoder_thread"].items():
+        print(f"    {stage:10} {seconds:8.2f} s")
     if report["query_ms"]:
         q = report["query_ms"]
         print(f"  query (image file → results): median {q['median']} ms, p95 {q['p95']} ms")

@@ -53,9 +53,14 @@ def run(video: Path, config: IndexConfig | None = None, queries: int = 5) -> dic
         "wall_s": round(wall, 3),
         "realtime_factor": round(record.duration / wall, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "stages": {name: round(seconds, 3) for name, seconds in timer.seconds.items()},
+        "stages": _rounded(timer.seconds),
+        "decoder_thread": _rounded(timer.decoder_seconds),
         "query_ms": latencies,
     }
+
+
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 3) for name, value in seconds.items()}
 
 
 def _query_latencies(index: Index, keyframes: list, scratch: Path, count: int) -> dict:
