@@ -86,22 +86,29 @@ class EmbeddingBatcher:
 
     def _run(self) -> None:
         while True:
-            batch = self._collect()
-            try:
-                features = self.embed_many([query.image for query in batch])
-            except Exception as exc:  # the queries of the batch get it; the thread lives on
-                log.exception("CNN forward of %d queries failed", len(batch))
-                for query in batch:
-                    query.future.set_exception(exc)
-            else:
-                for row, query in enumerate(batch):
-                    query.future.set_result(Embedding(features.index[row],
-                                                      features.descriptors[row]))
+            collected = self._collect()
+            # A query whose request was given up (the client went away) is cancelled: no forward
+            # for it, and no result set on it, which a cancelled future would refuse.
+            batch = [query for query in collected if query.future.set_running_or_notify_cancel()]
+            if batch:
+                self._forward(batch)
             with self._lock:
-                self._pending -= len(batch)
-                self.stats.batches += 1
-                self.stats.queries += len(batch)
-                self.stats.largest = max(self.stats.largest, len(batch))
+                self._pending -= len(collected)
+                if batch:
+                    self.stats.batches += 1
+                    self.stats.queries += len(batch)
+                    self.stats.largest = max(self.stats.largest, len(batch))
+
+    def _forward(self, batch: list[_Query]) -> None:
+        try:
+            features = self.embed_many([query.image for query in batch])
+        except Exception as exc:  # the queries of the batch get it; the thread lives on
+            log.exception("CNN forward of %d queries failed", len(batch))
+            for query in batch:
+                query.future.set_exception(exc)
+            return
+        for row, query in enumerate(batch):
+            query.future.set_result(Embedding(features.index[row], features.descriptors[row]))
 
     def _collect(self) -> list[_Query]:
         """The next batch: the oldest waiting query, and whatever arrives within the window

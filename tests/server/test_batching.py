@@ -83,3 +83,13 @@ def test_a_full_cnn_queue_answers_503_with_retry_after(batching_server: Server) 
         assert_finds_the_query(response)
     assert batching_stats(batching_server)["busy"] - before["busy"] == len(busy)
     batching_server.assert_alive()
+
+
+def test_a_search_its_client_gave_up_on_leaves_the_next_ones_answered(
+        batching_server: Server) -> None:
+    """The client leaves while its query waits in the window; the batcher goes on serving."""
+    with (httpx.Client(base_url=batching_server.url, timeout=0.5) as impatient,
+          pytest.raises(httpx.TimeoutException)):
+        impatient.post("/api/search", files={"image": ("query.jpg", QUERY, "image/jpeg")})
+    assert_finds_the_query(post(batching_server, QUERY))
+    batching_server.assert_alive()
