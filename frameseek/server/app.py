@@ -39,7 +39,7 @@ from frameseek.keyframes import StageTimer
 from frameseek.query import MAX_PIXELS, QueryError, load_image
 from frameseek.robust import crop_to_content
 from frameseek.server.batching import (
-    DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_QUEUED,
     DEFAULT_WINDOW_MS,
     Busy,
     Embedding,
@@ -64,7 +64,7 @@ class ServerSettings:
     max_pixels: int = MAX_PIXELS
     search_threads: int = backends.usable_cpus()
     batch_window_ms: float = DEFAULT_WINDOW_MS
-    max_queued: int = DEFAULT_MAX_PENDING
+    max_queued: int = DEFAULT_MAX_QUEUED
 
 
 class SearchResult(BaseModel):

@@ -7,7 +7,7 @@ waiting, waits at most `window_s` after the first for more to arrive (up to `max
 one forward on the stack and hands each query its row. While a forward runs the next queries
 gather, so under load batches fill without waiting; a query alone waits the window at most.
 
-The number of queries waiting for or inside a forward is bounded: past `max_pending`, `submit`
+The number of queries waiting for or inside a forward is bounded: past `max_queued`, `submit`
 raises `Busy` at once (the server answers 503) rather than queueing work nobody will wait for.
 """
 
@@ -28,7 +28,7 @@ from frameseek.features import Features
 log = logging.getLogger("frameseek.server")
 
 DEFAULT_WINDOW_MS = 5.0
-DEFAULT_MAX_PENDING = 64
+DEFAULT_MAX_QUEUED = 64
 
 
 class Busy(Exception):
@@ -62,24 +62,24 @@ class EmbeddingBatcher:
     """One background thread runs `embed_many` on the queries submitted from any thread."""
 
     def __init__(self, embed_many: Callable[[Sequence[np.ndarray]], Features], window_s: float,
-                 max_batch: int, max_pending: int) -> None:
+                 max_batch: int, max_queued: int) -> None:
         self.embed_many = embed_many
         self.window_s = window_s
         self.max_batch = max_batch
-        self.max_pending = max_pending
+        self.max_queued = max_queued
         self.stats = BatchStats()
         self._waiting: queue.SimpleQueue[_Query] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._pending = 0
+        self._queued = 0
         threading.Thread(target=self._run, name="embedding-batcher", daemon=True).start()
 
     def submit(self, image: np.ndarray) -> Future[Embedding]:
         """Queue an image already at the extractor's input size; raises `Busy` when full."""
         with self._lock:
-            if self._pending >= self.max_pending:
+            if self._queued >= self.max_queued:
                 self.stats.busy += 1
-                raise Busy(f"{self._pending} queries are waiting for the CNN")
-            self._pending += 1
+                raise Busy(f"{self._queued} queries are waiting for the CNN")
+            self._queued += 1
         future: Future[Embedding] = Future()
         self._waiting.put(_Query(image, future, time.monotonic()))
         return future
@@ -93,7 +93,7 @@ class EmbeddingBatcher:
             if batch:
                 self._forward(batch)
             with self._lock:
-                self._pending -= len(collected)
+                self._queued -= len(collected)
                 if batch:
                     self.stats.batches += 1
                     self.stats.queries += len(batch)

@@ -11,7 +11,7 @@ from typing import TypeVar
 from frameseek import backends
 from frameseek.index import Index
 from frameseek.query import MAX_PIXELS
-from frameseek.server.batching import DEFAULT_MAX_PENDING, DEFAULT_WINDOW_MS
+from frameseek.server.batching import DEFAULT_MAX_QUEUED, DEFAULT_WINDOW_MS
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
 
@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                        metavar="MS",
                        help="a query waits at most this long for others to share its CNN "
                             "forward (default %(default)g ms; 0: only those already waiting)")
-    serve.add_argument("--max-queued", type=_positive(int), default=DEFAULT_MAX_PENDING,
+    serve.add_argument("--max-queued", type=_positive(int), default=DEFAULT_MAX_QUEUED,
                        metavar="N",
                        help="more queries waiting for the CNN than this get 503 with "
                             "Retry-After (default %(default)s)")
