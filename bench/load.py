@@ -3,8 +3,9 @@
 Starts the server on a free 127.0.0.1 port, waits for /healthz, sends one warm-up search, then
 runs the clients (each one request at a time, a different query image per request) until every
 search is answered or --max-seconds pass, and stops the server. Prints the error count (the
-run fails unless it is zero), throughput, p50/p95/p99 latency and the server's resident memory
-at start, middle and end of the run.
+run fails unless it is zero), throughput, p50/p95/p99 latency, the median of each stage the
+server reports (`stages_ms`), how many queries shared each CNN forward, the load average, and
+the server's resident memory at start, middle and end of the run.
 
     python bench/load.py [--index DIR] [--clients 8] [--searches 25] [--max-seconds 600] [--json]
 
@@ -77,6 +78,7 @@ def multipart(image: bytes) -> tuple[bytes, str]:
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
+    stages_ms: list[dict[str, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,12 +96,12 @@ def search(port: int, image: bytes, top: int = 12) -> tuple[int, dict]:
     return response.status, json.loads(payload) if payload else {}
 
 
-def server_backend(port: int) -> dict:
-    """The inference back end the server runs queries on, from /api/stats."""
+def server_stats(port: int) -> dict:
+    """/api/stats: the inference back end the server runs queries on, and its counters."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
     try:
         connection.request("GET", "/api/stats")
-        return json.loads(connection.getresponse().read())["backend"]
+        return json.loads(connection.getresponse().read())
     finally:
         connection.close()
 
@@ -120,6 +122,7 @@ def client(port: int, images: list[bytes], searches: int, first: int, deadline: 
                 tally.errors.append(problem)
             else:
                 tally.latencies.append(time.perf_counter() - start)
+                tally.stages_ms.append(answer["stages_ms"])
 
 
 def wait_until_ready(port: int, server: subprocess.Popen) -> None:
@@ -177,7 +180,7 @@ def run(index: Path, clients: int, searches: int, max_seconds: float) -> dict:
         if status != 200:
             raise SystemExit(f"warm-up search failed: HTTP {status} {answer}")
         rss["start"] = rss_mb(pid)
-        backend = server_backend(port)
+        before = server_stats(port)
         tally = Tally()
         total = clients * searches
         deadline = time.monotonic() + max_seconds
@@ -195,6 +198,7 @@ def run(index: Path, clients: int, searches: int, max_seconds: float) -> dict:
             thread.join()
         wall = time.perf_counter() - began
         rss["end"] = rss_mb(pid)
+        after = server_stats(port)
     answered = len(tally.latencies)
     ms = np.array(tally.latencies) * 1000 if answered else np.zeros(1)
     return {
@@ -204,9 +208,22 @@ def run(index: Path, clients: int, searches: int, max_seconds: float) -> dict:
         "throughput_per_s": round(answered / wall, 2),
         "latency_ms": {f"p{p}": round(float(np.percentile(ms, p)), 1) for p in (50, 95, 99)},
         "server_rss_mb": {k: round(v, 1) for k, v in rss.items()},
+        "stages_ms_median": {stage: round(float(np.median([s[stage] for s in tally.stages_ms])), 1)
+                             for stage in (tally.stages_ms[0] if tally.stages_ms else {})},
+        "batching": batching(before["server"]["batching"], after["server"]["batching"]),
         "cpus": os.cpu_count(),
-        "backend": backend,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "backend": after["backend"],
     }
+
+
+def batching(before: dict, after: dict) -> dict:
+    """The run's CNN forwards: how many, and how many queries shared each."""
+    forwards = after["batches"] - before["batches"]
+    queries = after["queries"] - before["queries"]
+    return {"window_ms": after["window_ms"], "forwards": forwards,
+            "queries_per_forward": round(queries / forwards, 2) if forwards else 0.0,
+            "largest": after["largest"], "busy": after["busy"] - before["busy"]}
 
 
 def main() -> int:
@@ -234,6 +251,13 @@ def main() -> int:
               f"{report['not_sent']} not sent (time limit)")
         print(f"throughput {report['throughput_per_s']} searches/s over {report['wall_s']} s")
         print(f"latency p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms")
+        stages = ", ".join(f"{k} {v}" for k, v in report["stages_ms_median"].items())
+        print(f"server stages, median ms: {stages}")
+        shared = report["batching"]
+        print(f"CNN forwards: {shared['forwards']}, {shared['queries_per_forward']} queries each "
+              f"(largest {shared['largest']}, window {shared['window_ms']} ms), "
+              f"{shared['busy']} refused busy")
+        print(f"load average at the end: {' '.join(map(str, report['load_average']))}")
         print(f"server RSS: ready {rss['ready']} MB, start {rss['start']} MB, "
               f"middle {rss.get('middle', float('nan'))} MB, end {rss['end']} MB")
         for kind in report["error_kinds"]:

@@ -6,7 +6,7 @@ import fcntl
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -389,8 +389,12 @@ class Index:
         return self._searcher
 
     def embed(self, image: ImageInput) -> Features:
-        pixels = self.extractor.resize(load_image(image))
-        return self.extractor.transform(pixels[None])
+        return self.embed_many([load_image(image)])
+
+    def embed_many(self, images: Sequence[np.ndarray]) -> Features:
+        """RGB arrays of any sizes, one row each, through as few forwards as the CNN's batch
+        size allows: the server batches concurrent queries through here."""
+        return self.extractor.transform(np.stack([self.extractor.resize(i) for i in images]))
 
     def search(self, image: ImageInput, top: int = 12, candidates: int = 100,
                refine: bool = True, refine_videos: int = 3, trim: bool = True) -> list[Match]:

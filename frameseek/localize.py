@@ -49,7 +49,6 @@ MARGIN_S = 0.5  # one sample step at the default sample_fps: frames between two 
 PLACEMENT_WIDTH = 64  # the key frame thumbnail is matched against the query at this width
 QUERY_WIDTH = 2 * PLACEMENT_WIDTH
 SCALES = np.round(np.arange(0.45, 0.99, 0.05), 2)  # crop or inset width / whole width tried
-FULL_COVER = 0.999  # a query cell is compared only where the query covers all of it
 TIE_RATIO = 2.0
 MIN_CELLS = 12  # fewer covered cells than this and the query is too small to localise
 MIN_CORRELATION = 0.5  # below this the best frame is no real likeness, and the time stays put
@@ -276,7 +275,7 @@ FULL_FRAME = Placement(0.0, 0.0, 1.0, 1.0, 0.0)
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Float grey image → another size, area-averaged when shrinking (PIL's box filter)."""
-    pil = Image.fromarray(image.astype(np.float32), mode="F")
+    pil = Image.fromarray(np.asarray(image, dtype=np.float32), mode="F")
     return np.asarray(pil.resize((max(1, width), max(1, height)), Image.Resampling.BOX))
 
 
@@ -359,19 +358,32 @@ def query_signature(query: np.ndarray, placement: Placement, detail: int = 8
                     ) -> tuple[np.ndarray, np.ndarray]:
     """The grey query drawn onto the track grid at `placement` (clipped to the frame): the cell
     values, and which cells it covers entirely."""
+    covered = covered_cells(placement, detail)
     width, height = GRID[0] * detail, GRID[1] * detail
     drawn = _resize(query, round(placement.width * width), round(placement.height * height))
     x0, y0 = round(placement.x * width), round(placement.y * height)
     canvas = np.zeros((height, width), dtype=np.float32)
-    cover = np.zeros((height, width), dtype=np.float32)
     left, top = max(0, x0), max(0, y0)
     right, bottom = min(width, x0 + drawn.shape[1]), min(height, y0 + drawn.shape[0])
     if right > left and bottom > top:
         canvas[top:bottom, left:right] = drawn[top - y0:bottom - y0, left - x0:right - x0]
-        cover[top:bottom, left:right] = 1.0
     cells = canvas.reshape(GRID[1], detail, GRID[0], detail).mean(axis=(1, 3))
-    covered = cover.reshape(GRID[1], detail, GRID[0], detail).mean(axis=(1, 3)) >= FULL_COVER
     return cells, covered
+
+
+def covered_cells(placement: Placement, detail: int = 8) -> np.ndarray:
+    """The grid cells that the query at `placement` covers entirely, as `query_signature` draws
+    it, from the geometry alone: no drawing, so placements covering too few cells to be used
+    cost nothing more."""
+    width, height = GRID[0] * detail, GRID[1] * detail
+    drawn_width = max(1, round(placement.width * width))
+    drawn_height = max(1, round(placement.height * height))
+    x0, y0 = round(placement.x * width), round(placement.y * height)
+    # Covered: the cell's pixel span lies inside the drawn span on both axes.
+    starts_x, starts_y = np.arange(GRID[0]) * detail, np.arange(GRID[1]) * detail
+    across = (starts_x >= x0) & (starts_x + detail <= x0 + drawn_width)
+    down = (starts_y >= y0) & (starts_y + detail <= y0 + drawn_height)
+    return down[:, None] & across[None, :]
 
 
 def correlations(signatures: np.ndarray, cells: np.ndarray, covered: np.ndarray) -> np.ndarray:
@@ -476,8 +488,8 @@ class Localizer:
         track, placements = self._track(first, own + others), self._placements(query, first)
         if track is None or not placements:
             return first
-        drawn = [query_signature(query, placement) for placement in placements]
-        drawn = [(cells, covered) for cells, covered in drawn if covered.sum() >= MIN_CELLS]
+        drawn = [query_signature(query, placement) for placement in placements
+                 if covered_cells(placement).sum() >= MIN_CELLS]
         cells = np.array([c for c, _ in drawn]).reshape(-1, GRID[1], GRID[0])
         covered = np.array([m for _, m in drawn], dtype=bool).reshape(-1, GRID[1], GRID[0])
         row, correlation = _best_entry(track, track.within(own), cells, covered)

@@ -2,13 +2,16 @@
 key-frame thumbnails and the video files (with range requests, so a browser can seek), and the
 page at `/`.
 
-One `Index` is opened at start and shared by every request. Decoding and the CNN forward run in a
-thread pool, at most one per CPU core, so the event loop keeps answering the cheap endpoints
-while searches run.
+One `Index` is opened at start and shared by every request. A search decodes its image, then
+joins the other searches waiting for the CNN: concurrent queries share one forward
+(frameseek/server/batching.py). Decoding, the search and the moment's refinement run in a thread
+pool, at most one per CPU core, so the event loop keeps answering the cheap endpoints while
+searches run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import os
@@ -16,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +35,16 @@ from starlette.types import Message
 
 from frameseek import __version__, backends
 from frameseek.index import Index, Match, Verdict
+from frameseek.keyframes import StageTimer
 from frameseek.query import MAX_PIXELS, QueryError, load_image
+from frameseek.robust import crop_to_content
+from frameseek.server.batching import (
+    DEFAULT_MAX_QUEUED,
+    DEFAULT_WINDOW_MS,
+    Busy,
+    Embedding,
+    EmbeddingBatcher,
+)
 from frameseek.store.base import VideoRecord
 
 log = logging.getLogger("frameseek.server")
@@ -42,6 +54,8 @@ MAX_TOP = 200
 MEGABYTE = 1 << 20
 # Key-frame ids fit SQLite's 64-bit integers; a longer string of digits is no id of ours.
 KEYFRAME_ID = re.compile(r"[0-9]{1,18}")
+# A full CNN queue drains in about one forward of a batch: a second on a loaded 2-core CPU.
+BUSY_RETRY_AFTER_S = 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,8 @@ class ServerSettings:
     max_upload_bytes: int = 20 * MEGABYTE
     max_pixels: int = MAX_PIXELS
     search_threads: int = backends.usable_cpus()
+    batch_window_ms: float = DEFAULT_WINDOW_MS
+    max_queued: int = DEFAULT_MAX_QUEUED
 
 
 class SearchResult(BaseModel):
@@ -65,6 +81,15 @@ class SearchResult(BaseModel):
     video_url: str | None  # None only if the video was removed while the query ran
 
 
+class StageTimes(BaseModel):
+    """Where a search's time went, in ms. `embed` includes the wait for the batch's forward."""
+
+    decode: float  # the upload to the trimmed picture at the CNN's input size
+    embed: float
+    search: float
+    refine: float
+
+
 class SearchResponse(BaseModel):
     # False: the image is from no indexed video ("no match"; results are the nearest anyway).
     # None: the index's pooling has no calibrated threshold (the paper's "mean").
@@ -73,6 +98,7 @@ class SearchResponse(BaseModel):
     threshold: float | None
     results: list[SearchResult]
     took_ms: float
+    stages_ms: StageTimes
 
 
 class VideoEntry(BaseModel):
@@ -91,6 +117,12 @@ class VideoEntry(BaseModel):
 
 class VideosResponse(BaseModel):
     videos: list[VideoEntry]
+
+
+@dataclass(frozen=True)
+class DecodedQuery:
+    pixels: np.ndarray  # the decoded picture, its uniform borders trimmed
+    resized: np.ndarray  # the same at the CNN's input size
 
 
 @dataclass(frozen=True)
@@ -115,14 +147,25 @@ class IndexService:
         self._catalogue: Catalogue | None = None
         # Load the model and run it once now: the first user should not wait for either.
         index.embed(np.zeros((1, 1, 3), dtype=np.uint8))
+        self.batcher = EmbeddingBatcher(index.embed_many, settings.batch_window_ms / 1000,
+                                        index.extractor.batch_size, settings.max_queued)
 
-    def search(self, data: bytes, top: int) -> tuple[list[Match], Verdict | None]:
-        pixels = load_image(data, self.settings.max_pixels)
-        with self._lock:
-            # `Index.searcher()` rebuilds the search structure when the index changed on disk;
-            # doing it here under the lock builds it once, not once per concurrent query.
-            self.index.searcher()
-        matches = self.index.search(pixels, top=top)
+    # A search is `Index.search` cut at the forward, which the batcher runs for many at once.
+
+    def decode(self, data: bytes) -> DecodedQuery:
+        pixels = crop_to_content(load_image(data, self.settings.max_pixels))
+        return DecodedQuery(pixels, self.index.extractor.resize(pixels))
+
+    def match(self, query: DecodedQuery, embedding: Embedding, top: int, stages: StageTimer
+              ) -> tuple[list[Match], Verdict | None]:
+        with stages.stage("search"):
+            with self._lock:
+                # `Index.searcher()` rebuilds the search structure when the index changed on
+                # disk; doing it here under the lock builds it once, not once per query.
+                self.index.searcher()
+            matches = self.index.search_features(embedding.index, embedding.descriptor, top)
+        with stages.stage("refine"):
+            matches = self.index.localizer.refine(query.pixels, matches)
         return matches, self.index.verdict(matches)
 
     def catalogue(self) -> Catalogue:
@@ -222,7 +265,9 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     @uploads.post("/api/search", response_model=SearchResponse,
                   responses={413: {"description": "upload over the size limit"},
                              415: {"description": "not an image"},
-                             422: {"description": "damaged image, or over the pixel limit"}})
+                             422: {"description": "damaged image, or over the pixel limit"},
+                             503: {"description": "too many searches wait for the CNN; the "
+                                                  "Retry-After header says when to try again"}})
     async def search(
         request: Request,
         image: Annotated[UploadFile, File(description="the query image (JPEG, PNG, WebP, ...)")],
@@ -232,13 +277,22 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         prints)."""
         data = await image.read()
         start = time.perf_counter()
+        stages = StageTimer()
         try:
-            matches, verdict = await anyio.to_thread.run_sync(service.search, data, top,
-                                                              limiter=limiter)
+            with stages.stage("decode"):
+                query = await anyio.to_thread.run_sync(service.decode, data, limiter=limiter)
+            with stages.stage("embed"):
+                embedding = await asyncio.wrap_future(service.batcher.submit(query.resized))
+            matches, verdict = await anyio.to_thread.run_sync(service.match, query, embedding, top,
+                                                              stages, limiter=limiter)
         except QueryError as exc:
             service.rejected += 1
             log.warning("%s: search refused: %s", _client(request), exc)
             raise HTTPException(_query_error_status(exc), str(exc)) from exc
+        except Busy as exc:
+            log.warning("%s: search refused: %s", _client(request), exc)
+            raise HTTPException(503, f"the server is busy ({exc}): retry later",
+                                headers={"Retry-After": str(BUSY_RETRY_AFTER_S)}) from exc
         took_ms = (time.perf_counter() - start) * 1000
         service.searches += 1
         root = request.scope.get("root_path", "")
@@ -252,7 +306,9 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
                  image.filename, len(data), len(results), took_ms)
         answer = verdict.to_json() if verdict else {"match": None, "similarity": None,
                                                     "threshold": None}
-        return SearchResponse(**answer, results=results, took_ms=round(took_ms, 1))
+        return SearchResponse(**answer, results=results, took_ms=round(took_ms, 1),
+                              stages_ms=StageTimes(**{name: round(seconds * 1000, 1)
+                                                      for name, seconds in stages.seconds.items()}))
 
     app.include_router(uploads)
 
@@ -282,6 +338,12 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
                 "max_upload_bytes": service.settings.max_upload_bytes,
                 "max_pixels": service.settings.max_pixels,
                 "search_threads": service.settings.search_threads,
+                "batching": {
+                    "window_ms": service.settings.batch_window_ms,
+                    "max_batch": service.batcher.max_batch,
+                    "max_queued": service.settings.max_queued,
+                    **asdict(service.batcher.stats),
+                },
             },
         }
 

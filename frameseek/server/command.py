@@ -11,6 +11,7 @@ from typing import TypeVar
 from frameseek import backends
 from frameseek.index import Index
 from frameseek.query import MAX_PIXELS
+from frameseek.server.batching import DEFAULT_MAX_QUEUED, DEFAULT_WINDOW_MS
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
 
@@ -32,17 +33,34 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="larger query images get 422 (default %(default)s)")
     serve.add_argument("--search-threads", type=_positive(int), default=backends.usable_cpus(),
                        metavar="N",
-                       help="queries embedded at once (default: the CPUs this process may use, "
-                            "%(default)s)")
+                       help="queries decoded and refined at once (default: the CPUs this "
+                            "process may use, %(default)s)")
+    serve.add_argument("--batch-window-ms", type=_not_negative(float), default=DEFAULT_WINDOW_MS,
+                       metavar="MS",
+                       help="a query waits at most this long for others to share its CNN "
+                            "forward (default %(default)g ms; 0: only those already waiting)")
+    serve.add_argument("--max-queued", type=_positive(int), default=DEFAULT_MAX_QUEUED,
+                       metavar="N",
+                       help="more queries waiting for the CNN than this get 503 with "
+                            "Retry-After (default %(default)s)")
     backends.add_option(serve)
     serve.set_defaults(run=_serve)
 
 
 def _positive(convert: Callable[[str], Number]) -> Callable[[str], Number]:
+    return _bounded(convert, lambda value: value > 0, "more than 0")
+
+
+def _not_negative(convert: Callable[[str], Number]) -> Callable[[str], Number]:
+    return _bounded(convert, lambda value: value >= 0, "0 or more")
+
+
+def _bounded(convert: Callable[[str], Number], accept: Callable[[Number], bool], bound: str
+             ) -> Callable[[str], Number]:
     def parse(text: str) -> Number:
         value = convert(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
         return value
 
     return parse
@@ -56,7 +74,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = ServerSettings(
         max_upload_bytes=int(args.max_upload_mb * MEGABYTE), max_pixels=args.max_pixels,
-        search_threads=args.search_threads,
+        search_threads=args.search_threads, batch_window_ms=args.batch_window_ms,
+        max_queued=args.max_queued,
     )
     with Index.open(args.index) as index:
         app = create_app(index, settings)

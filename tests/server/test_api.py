@@ -34,6 +34,10 @@ def test_search_finds_the_moment_a_still_comes_from(server: Server) -> None:
     assert Path(first["video"]).name == BBB.name
     assert abs(first["time"] - QUERY_TIME) < 1.0
     assert answer["took_ms"] > 0
+    stages = answer["stages_ms"]
+    assert set(stages) == {"decode", "embed", "search", "refine"}
+    assert all(ms >= 0 for ms in stages.values())
+    assert sum(stages.values()) <= answer["took_ms"] + 0.5  # each rounded to 0.1 ms
     assert answer["match"] is True and answer["similarity"] >= answer["threshold"]
     assert len(answer["results"]) == 12  # the default `top`
     assert set(first) == {"video", "time", "frame", "distance", "thumbnail_url", "video_url",

@@ -26,6 +26,20 @@ def test_serve_refuses_limits_that_are_not_positive(
     assert "must be more than 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", [["--batch-window-ms", "-1"], ["--max-queued", "0"]])
+def test_serve_refuses_batching_limits_out_of_range(
+        option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        _parser().parse_args(["serve", "--index", "idx", *option])
+    assert exit_.value.code == 2
+    assert "must be" in capsys.readouterr().err
+
+
+def test_serve_batching_window_may_be_zero() -> None:
+    args = _parser().parse_args(["serve", "--index", "idx", "--batch-window-ms", "0"])
+    assert args.batch_window_ms == 0.0
+
+
 def test_serve_without_an_index_says_so(tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--index", str(tmp_path / "none")]) == EXIT_ERROR

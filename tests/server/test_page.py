@@ -79,6 +79,8 @@ def test_upload_shows_results_and_plays_the_moment(page, server: Server) -> None
     assert time_text == format_time(expected["time"])
     assert re.fullmatch(r"00:3[345]\.\d", time_text)  # the query is the bunny at 33.458 s
     assert re.fullmatch(r"\d+ ms", page.locator("#took").text_content())
+    assert re.fullmatch(r" \(decode \d+ · embed \d+ · search \d+ · refine \d+ ms\)",
+                        page.locator("#stages").text_content())
     assert page.locator(".result").count() == 24
     assert page.locator("#no-match").count() == 0
 

@@ -95,13 +95,24 @@ async function search(file) {
   }
 }
 
-function render({ results: matches, took_ms: tookMs, match: found, similarity, threshold }) {
+// The server's own measure of each stage; "embed" includes waiting to share a CNN forward.
+function stageBreakdown(stagesMs) {
+  const stages = document.createElement("span");
+  stages.id = "stages";
+  stages.textContent = ` (${Object.entries(stagesMs)
+    .map(([stage, ms]) => `${stage} ${Math.round(ms)}`).join(" · ")} ms)`;
+  return stages;
+}
+
+function render({
+  results: matches, took_ms: tookMs, stages_ms: stagesMs, match: found, similarity, threshold,
+}) {
   results.replaceChildren();
   const count = matches.length === 1 ? "1 result" : `${matches.length} results`;
   const took = document.createElement("strong");
   took.id = "took";
   took.textContent = `${Math.round(tookMs)} ms`;
-  summary.replaceChildren(`${count} · query took `, took);
+  summary.replaceChildren(`${count} · query took `, took, stageBreakdown(stagesMs));
   if (!matches.length) summary.append(" · the index holds no videos yet");
   // found is null for an index without a calibrated threshold: no verdict to show.
   const noMatch = found === false && matches.length > 0;

@@ -1,0 +1,95 @@
+"""Concurrent searches share CNN forwards, a bad image among them fails alone, and a full CNN
+queue answers 503 with Retry-After: on a real server whose batching window is long enough that
+requests sent together are surely waiting together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BBB, SAMPLES
+from tests.server.conftest import Server, running_server
+
+QUERY = (SAMPLES / "query.jpg").read_bytes()
+QUERY_TIME = 33.458  # samples/query.jpg is this moment of the bunny clip
+# Far longer than decoding a few small JPEGs takes, even on a loaded machine: the requests sent
+# together all reach the batcher within one window.
+WINDOW_MS = 3000
+MAX_QUEUED = 4
+
+
+@pytest.fixture(scope="module")
+def batching_server(sample_index: Path, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("batching") / "server.log"
+    with running_server(sample_index, log, "--batch-window-ms", str(WINDOW_MS),
+                        "--max-queued", str(MAX_QUEUED)) as running:
+        yield running
+
+
+def post(server: Server, image: bytes) -> httpx.Response:
+    with server.client() as client:
+        return client.post("/api/search", params={"top": 3},
+                           files={"image": ("query.jpg", image, "image/jpeg")})
+
+
+def post_together(server: Server, images: list[bytes]) -> list[httpx.Response]:
+    with ThreadPoolExecutor(max_workers=len(images)) as pool:
+        return list(pool.map(lambda image: post(server, image), images))
+
+
+def batching_stats(server: Server) -> dict:
+    with server.client() as client:
+        return client.get("/api/stats").json()["server"]["batching"]
+
+
+def assert_finds_the_query(response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    first = response.json()["results"][0]
+    assert Path(first["video"]).name == BBB.name
+    assert abs(first["time"] - QUERY_TIME) < 1.0
+
+
+def test_concurrent_searches_share_a_forward_and_a_bad_image_fails_alone(
+        batching_server: Server) -> None:
+    before = batching_stats(batching_server)
+    responses = post_together(batching_server, [QUERY] * MAX_QUEUED + [b"not an image"])
+    for response in responses[:MAX_QUEUED]:
+        assert_finds_the_query(response)
+    assert responses[-1].status_code == 415
+    after = batching_stats(batching_server)
+    assert after["queries"] - before["queries"] == MAX_QUEUED
+    assert after["batches"] - before["batches"] < MAX_QUEUED
+    assert after["largest"] >= 2
+    assert after["window_ms"] == WINDOW_MS
+    batching_server.assert_alive()
+
+
+def test_a_full_cnn_queue_answers_503_with_retry_after(batching_server: Server) -> None:
+    before = batching_stats(batching_server)
+    responses = post_together(batching_server, [QUERY] * (2 * MAX_QUEUED))
+    busy = [r for r in responses if r.status_code == 503]
+    assert busy, [r.status_code for r in responses]
+    for response in busy:
+        assert int(response.headers["retry-after"]) >= 1
+        assert "busy" in response.json()["detail"]
+    answered = [r for r in responses if r.status_code != 503]
+    assert len(answered) >= 1
+    for response in answered:
+        assert_finds_the_query(response)
+    assert batching_stats(batching_server)["busy"] - before["busy"] == len(busy)
+    batching_server.assert_alive()
+
+
+def test_a_search_its_client_gave_up_on_leaves_the_next_ones_answered(
+        batching_server: Server) -> None:
+    """The client leaves while its query waits in the window; the batcher goes on serving."""
+    with (httpx.Client(base_url=batching_server.url, timeout=0.5) as impatient,
+          pytest.raises(httpx.TimeoutException)):
+        impatient.post("/api/search", files={"image": ("query.jpg", QUERY, "image/jpeg")})
+    assert_finds_the_query(post(batching_server, QUERY))
+    batching_server.assert_alive()
