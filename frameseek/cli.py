@@ -16,7 +16,7 @@ from pathlib import Path
 
 from frameseek import backends
 from frameseek.features import POOLINGS, WeightsError
-from frameseek.index import COVERAGE_MARGIN, Index, IndexConfig
+from frameseek.index import Index, IndexConfig
 from frameseek.query import QueryError
 from frameseek.store.base import StoreError, VideoRecord
 from frameseek.video import Frame, format_time
@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--sample-fps", type=_positive(float), default=IndexConfig.sample_fps,
                        help="frames per second given to the CNN for clustering "
                             "(default %(default)s)")
-    index.add_argument("--no-coverage", dest="coverage", action="store_false",
+    index.add_argument("--no-coverage", dest="coverage_margin", action="store_const",
+                       const=None, default=IndexConfig.coverage_margin,
                        help="the paper's Algorithm 1 as it is: keep only k-means' key frames, "
                             "without adding one wherever a sampled frame would be too far from "
                             "all of them to be found (docs/keyframes.md)")
@@ -150,7 +151,7 @@ def _index(args: argparse.Namespace) -> int:
     built = Index.stored_config(args.index)
     pooling = args.pooling or (built.pooling if built else IndexConfig.pooling)
     config = IndexConfig(theta=args.theta, sample_fps=args.sample_fps, pooling=pooling,
-                         coverage_margin=COVERAGE_MARGIN if args.coverage else None)
+                         coverage_margin=args.coverage_margin)
     with Index.open(args.index, config, create=True) as index:
         progress = _Progress(bars=not args.quiet)
         if args.ray is None:

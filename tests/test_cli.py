@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from frameseek.index import IndexConfig
 from frameseek.video import iter_frames
 from tests.conftest import BBB, BIKES, SAMPLES, frame_at, sampled_frames
 
@@ -204,3 +205,14 @@ def test_pooling_is_chosen_at_creation_and_kept(tmp_path: Path) -> None:
     # over the page is mostly the page (8/9 of it): which clip is nearest is a near-tie that
     # differs between CPUs, so only the trimmed answer is a promise.
     assert answers[()]["results"][0]["video"] == str(CARPHONE)
+
+
+def test_no_coverage_keeps_the_papers_algorithm_1(tmp_path: Path) -> None:
+    """`--no-coverage` records no margin and adds no key frame; by default the margin is kept."""
+    for flags, margin in (((), IndexConfig.coverage_margin), (("--no-coverage",), None)):
+        index = tmp_path / f"index{len(flags)}"
+        assert frameseek("index", CARPHONE, "--index", index, "--quiet", *flags).returncode == 0
+        info = json.loads(frameseek("info", "--index", index, "--json").stdout)
+        assert info["config"]["coverage_margin"] == margin
+        if margin is None:
+            assert info["coverage_keyframes"] == 0

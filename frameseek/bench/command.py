@@ -10,7 +10,7 @@ from pathlib import Path
 
 from frameseek import backends
 from frameseek.features import POOLINGS
-from frameseek.index import COVERAGE_MARGIN, IndexConfig
+from frameseek.index import IndexConfig
 
 SAMPLE_VIDEO = Path("samples/videos/big_buck_bunny_60s.mp4")
 
@@ -49,7 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "default: the paper's full descriptors")
     index.add_argument("--pooling", choices=POOLINGS, default=IndexConfig.pooling,
                        help="the index's descriptor (default %(default)s)")
-    index.add_argument("--no-coverage", dest="coverage", action="store_false",
+    index.add_argument("--no-coverage", dest="coverage_margin", action="store_const",
+                       const=None, default=IndexConfig.coverage_margin,
                        help="the paper's Algorithm 1 as it is (implied by --cluster-size)")
     index.add_argument("--json", action="store_true", help="one JSON object on stdout")
     backends.add_option(index)
@@ -134,9 +135,8 @@ def _index(args: argparse.Namespace) -> int:
 
     try:
         # The cheaper clustering stores descriptors for key frames only: no coverage with it.
-        coverage = args.coverage and not args.cluster_size
         config = IndexConfig(cluster_size=args.cluster_size, pooling=args.pooling,
-                             coverage_margin=COVERAGE_MARGIN if coverage else None)
+                             coverage_margin=None if args.cluster_size else args.coverage_margin)
         report = index.run(args.video, config, queries=args.queries)
     except VideoError as exc:
         print(f"frameseek: {args.video}: {exc}", file=sys.stderr)

@@ -29,7 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     runner.add_argument("--sample-fps", type=float, default=IndexConfig.sample_fps,
                         metavar="F", help="frames per second given to the CNN, as in "
                         "`frameseek index --sample-fps` (default %(default)s)")
-    runner.add_argument("--no-coverage", dest="coverage", action="store_false",
+    runner.add_argument("--no-coverage", dest="coverage_margin", action="store_const",
+                        const=None, default=IndexConfig.coverage_margin,
                         help="the R-MAC indexes without the coverage guarantee's key frames, as "
                              "`frameseek index --no-coverage`")
     runner.add_argument("--smoke", action="store_true",
@@ -47,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     per_video = args.queries_per_video or (SMOKE_QUERIES_PER_VIDEO if args.smoke else 5)
     settings = Settings(corpus=args.corpus, out=args.out, per_video=per_video, seed=args.seed,
                         smoke=args.smoke, sample_fps=args.sample_fps,
-                        coverage_margin=IndexConfig.coverage_margin if args.coverage else None,
+                        coverage_margin=args.coverage_margin,
                         command="frameseek " + shlex.join(sys.argv[1:]))
     args.out.mkdir(parents=True, exist_ok=True)
     results = run(settings)
