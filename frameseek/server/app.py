@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mimetypes
+import math
 import os
 import re
 import threading
@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import numpy as np
@@ -38,6 +38,14 @@ from frameseek.index import Index, Match, Verdict
 from frameseek.keyframes import StageTimer
 from frameseek.query import MAX_PIXELS, QueryError, load_image
 from frameseek.robust import crop_to_content
+from frameseek.server.accesslog import AccessLog, AccessLogFormat
+from frameseek.server.auth import (
+    DEFAULT_MEDIA_URL_TTL_S,
+    SIGNATURE_PARAM,
+    AccessControl,
+    MediaSigner,
+    Tokens,
+)
 from frameseek.server.batching import (
     DEFAULT_MAX_QUEUED,
     DEFAULT_WINDOW_MS,
@@ -45,6 +53,7 @@ from frameseek.server.batching import (
     Embedding,
     EmbeddingBatcher,
 )
+from frameseek.server.limits import RateLimiter
 from frameseek.store.base import VideoRecord
 
 log = logging.getLogger("frameseek.server")
@@ -56,6 +65,18 @@ MEGABYTE = 1 << 20
 KEYFRAME_ID = re.compile(r"[0-9]{1,18}")
 # A full CNN queue drains in about one forward of a batch: a second on a loaded 2-core CPU.
 BUSY_RETRY_AFTER_S = 1
+DEFAULT_RATE_PER_MINUTE = 60.0
+DEFAULT_RATE_BURST = 20
+# The type a video is served with, by file suffix: the contract lists these, and mimetypes would
+# answer by the host's /etc/mime.types (`.ts` is Qt's translation files there, `.ogg` audio).
+VIDEO_MEDIA_TYPES = {
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
+    ".mkv": "video/x-matroska", ".webm": "video/webm", ".avi": "video/x-msvideo",
+    ".mpg": "video/mpeg", ".mpeg": "video/mpeg", ".ogv": "video/ogg", ".ogg": "video/ogg",
+    ".ts": "video/mp2t", ".flv": "video/x-flv", ".wmv": "video/x-ms-wmv", ".3gp": "video/3gpp",
+}
+# A file indexed by name whatever its suffix (`frameseek index clip.y4m`) goes as plain bytes.
+OTHER_VIDEO_MEDIA_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,10 @@ class ServerSettings:
     search_threads: int = backends.usable_cpus()
     batch_window_ms: float = DEFAULT_WINDOW_MS
     max_queued: int = DEFAULT_MAX_QUEUED
+    rate_per_minute: float = DEFAULT_RATE_PER_MINUTE  # searches per client; 0: no limit
+    rate_burst: int = DEFAULT_RATE_BURST
+    media_url_ttl_s: float = DEFAULT_MEDIA_URL_TTL_S
+    access_log: AccessLogFormat | None = "text"  # None: no access log
 
 
 class SearchResult(BaseModel):
@@ -119,6 +144,29 @@ class VideosResponse(BaseModel):
     videos: list[VideoEntry]
 
 
+class Health(BaseModel):
+    status: str
+    keyframes: int
+
+
+class ErrorResponse(BaseModel):
+    """Every refusal of ours; FastAPI's own for a malformed request is `HTTPValidationError`."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """FastAPI's answer to a malformed request: what is wrong, where."""
+
+    detail: list[ValidationIssue]
+
+
 @dataclass(frozen=True)
 class DecodedQuery:
     pixels: np.ndarray  # the decoded picture, its uniform borders trimmed
@@ -149,6 +197,8 @@ class IndexService:
         index.embed(np.zeros((1, 1, 3), dtype=np.uint8))
         self.batcher = EmbeddingBatcher(index.embed_many, settings.batch_window_ms / 1000,
                                         index.extractor.batch_size, settings.max_queued)
+        self.rate = (RateLimiter(settings.rate_per_minute, settings.rate_burst)
+                     if settings.rate_per_minute > 0 else None)
 
     # A search is `Index.search` cut at the forward, which the batcher runs for many at once.
 
@@ -204,15 +254,23 @@ class UploadTooLarge(HTTPException):
 
 
 class LimitedUploadRoute(APIRoute):
-    """Reads the request body itself before FastAPI parses the form, refusing it as soon as it is
-    known to be over the limit: from Content-Length before reading anything, else while counting
-    the bytes as they arrive, so an endless chunked upload is cut off too."""
+    """Refuses a search before FastAPI parses its form: a client over its rate at once, then an
+    upload as soon as it is known to be over the size limit, from Content-Length before reading
+    anything, else while counting the bytes as they arrive, so an endless chunked upload is cut
+    off too."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handle = super().get_route_handler()
 
         async def limited(request: Request) -> Response:
             service: IndexService = request.app.state.service
+            client = request.state.client
+            wait = service.rate.take(client) if service.rate else 0.0
+            if wait:
+                service.rejected += 1
+                log.warning("%s: search refused: over the rate limit", _client(request))
+                raise HTTPException(429, "too many searches from this client: retry later",
+                                    headers={"Retry-After": str(math.ceil(wait))})
             try:
                 body = await _read_limited(request, service.settings.max_upload_bytes)
             except UploadTooLarge:
@@ -251,8 +309,94 @@ def _query_error_status(exc: QueryError) -> int:
     return 415 if isinstance(exc.__cause__, UnidentifiedImageError) else 422
 
 
-def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
+# The contract: each route's answers beyond its 200, with their bodies and headers.
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
+                               "schema": {"type": "integer"}}}
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+TEXT = {"text/plain": {"schema": {"type": "string"}}}
+CONTENT_RANGE = {"Content-Range": {"description": "`bytes FIRST-LAST/SIZE`, or `bytes */SIZE`",
+                                   "schema": {"type": "string"}}}
+VIDEO_CONTENT = {media_type: BINARY
+                 for media_type in sorted({*VIDEO_MEDIA_TYPES.values(), OTHER_VIDEO_MEDIA_TYPE})}
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "a token of FRAMESEEK_TOKEN or of the --token-file"},
+    "signedLink": {"type": "apiKey", "in": "query", "name": SIGNATURE_PARAM,
+                   "description": "the signature the media URLs in the API's answers carry: "
+                                  "valid for this one path until its expiry"},
+}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description, **({"headers": headers}
+                                                                   if headers else {})}
+
+
+class Contract:
+    """What each route declares, which depends on the limits and on whether tokens are needed."""
+
+    def __init__(self, tokens: Tokens | None, settings: ServerSettings) -> None:
+        self.tokens = tokens
+        self.settings = settings
+
+    def protected(self, responses: dict[int | str, Any], media: bool = False) -> dict[str, Any]:
+        """The route's `responses` and `openapi_extra`, with the 401 and its schemes if tokens
+        are needed."""
+        if self.tokens is None:
+            return {"responses": responses}
+        schemes = [{"bearer": []}, {"signedLink": []}] if media else [{"bearer": []}]
+        unauthorized = _error("no valid token" + (" and no valid signed link" if media else ""),
+                              {"WWW-Authenticate": {"description": 'Bearer realm="frameseek"',
+                                                    "schema": {"type": "string"}}})
+        return {"responses": {**responses, 401: unauthorized},
+                "openapi_extra": {"security": schemes}}
+
+    def search(self) -> dict[str, Any]:
+        responses: dict[int | str, Any] = {
+            413: _error("upload over the size limit"),
+            415: _error("not an image"),
+            422: {"model": ErrorResponse | ValidationErrorResponse,
+                  "description": "an empty or damaged image, one over the pixel limit, or a "
+                                 "malformed request (no `image` field, `top` out of range)"},
+            503: _error("too many searches wait for the CNN", RETRY_AFTER),
+        }
+        if self.settings.rate_per_minute > 0:
+            responses[429] = _error("this client is over its rate limit", RETRY_AFTER)
+        described = self.protected(responses)
+        # Any image Pillow reads: JPEG, PNG, WebP, GIF, BMP, TIFF, ...
+        image = {"requestBody": {"content": {"multipart/form-data": {
+            "encoding": {"image": {"contentType": "image/*"}}}}}}
+        described["openapi_extra"] = {**described.get("openapi_extra", {}), **image}
+        return described
+
+    def complete(self, app: FastAPI) -> None:
+        """Finishes the OpenAPI description once FastAPI has built it: the security schemes, and
+        no 422 where FastAPI adds one unasked, on routes whose only parameters are path strings
+        (nothing there can fail validation)."""
+        build = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                schema = build()
+                for operations in schema["paths"].values():
+                    for operation in operations.values():
+                        if "requestBody" not in operation and all(
+                                p["in"] == "path" and p["schema"].get("type") == "string"
+                                for p in operation.get("parameters", [])):
+                            operation["responses"].pop("422", None)
+                if self.tokens is not None:
+                    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            return app.openapi_schema  # type: ignore[return-value]
+
+        app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(index: Index, settings: ServerSettings | None = None,
+               tokens: Tokens | None = None) -> FastAPI:
+    """The application; with `tokens`, every route but `/healthz` and the page needs one."""
     service = IndexService(index, settings or ServerSettings())
+    contract = Contract(tokens, service.settings)
+    signer = MediaSigner(service.settings.media_url_ttl_s)
     limiter = anyio.CapacityLimiter(service.settings.search_threads)
     app = FastAPI(
         title="frameseek", version=__version__,
@@ -262,12 +406,14 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
     app.state.service = service
     uploads = APIRouter(route_class=LimitedUploadRoute)
 
-    @uploads.post("/api/search", response_model=SearchResponse,
-                  responses={413: {"description": "upload over the size limit"},
-                             415: {"description": "not an image"},
-                             422: {"description": "damaged image, or over the pixel limit"},
-                             503: {"description": "too many searches wait for the CNN; the "
-                                                  "Retry-After header says when to try again"}})
+    def media_url(root: str, path: str) -> str:
+        """A link `<img>` and `<video>` can follow: signed when a token is needed."""
+        return f"{root}{path}?{SIGNATURE_PARAM}={signer.sign(path)}" if tokens else root + path
+
+    def video_url(root: str, record: VideoRecord | None) -> str | None:
+        return media_url(root, f"/api/videos/{record.id}/file") if record is not None else None
+
+    @uploads.post("/api/search", response_model=SearchResponse, **contract.search())
     async def search(
         request: Request,
         image: Annotated[UploadFile, File(description="the query image (JPEG, PNG, WebP, ...)")],
@@ -298,8 +444,9 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         root = request.scope.get("root_path", "")
         by_path = service.catalogue().by_path
         results = [
-            SearchResult(**m.to_json(), thumbnail_url=f"{root}/api/thumbnails/{m.keyframe_id}",
-                         video_url=_video_url(root, by_path.get(m.video)))
+            SearchResult(**m.to_json(),
+                         thumbnail_url=media_url(root, f"/api/thumbnails/{m.keyframe_id}"),
+                         video_url=video_url(root, by_path.get(m.video)))
             for m in matches
         ]
         log.info("%s: search %s (%d bytes): %d results in %.0f ms", _client(request),
@@ -312,7 +459,7 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
 
     app.include_router(uploads)
 
-    @app.get("/api/videos", response_model=VideosResponse)
+    @app.get("/api/videos", response_model=VideosResponse, **contract.protected({}))
     def videos(request: Request) -> VideosResponse:
         """Every indexed video, with its length, key frames and compression ratio."""
         root = request.scope.get("root_path", "")
@@ -320,12 +467,12 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
             VideoEntry(id=key, video=v.path, name=Path(v.path).name, duration=round(v.duration, 3),
                        frames=v.frames, keyframes=v.keyframes,
                        compression_ratio=round(v.compression_ratio, 4), width=v.width,
-                       height=v.height, fps=v.fps, video_url=_video_url(root, v) or "")
+                       height=v.height, fps=v.fps, video_url=video_url(root, v) or "")
             for key, v in service.catalogue().by_id.items()
         ])
 
-    @app.get("/api/stats")
-    def stats() -> dict:
+    @app.get("/api/stats", **contract.protected({}))
+    def stats() -> dict[str, Any]:
         """What the index holds (as `frameseek info --json`) and what this server has done."""
         return {
             **service.index.info(),
@@ -338,6 +485,9 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
                 "max_upload_bytes": service.settings.max_upload_bytes,
                 "max_pixels": service.settings.max_pixels,
                 "search_threads": service.settings.search_threads,
+                "tokens": tokens.count if tokens else 0,
+                "rate_limit": {"per_minute": service.settings.rate_per_minute,
+                               "burst": service.settings.rate_burst},
                 "batching": {
                     "window_ms": service.settings.batch_window_ms,
                     "max_batch": service.batcher.max_batch,
@@ -347,14 +497,16 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
             },
         }
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        """Liveness: the index answers."""
+    @app.get("/healthz", response_model=Health, openapi_extra={"security": []} if tokens else None)
+    def healthz() -> Health:
+        """Liveness: the index answers. Open to all, token or not."""
         videos = service.catalogue().by_id.values()
-        return {"status": "ok", "keyframes": sum(v.keyframes for v in videos)}
+        return Health(status="ok", keyframes=sum(v.keyframes for v in videos))
 
     @app.get("/api/thumbnails/{keyframe_id}", response_class=Response,
-             responses={200: {"content": {"image/jpeg": {}}}, 404: {}})
+             **contract.protected({200: {"content": {"image/jpeg": BINARY},
+                                         "description": "the key frame's JPEG"},
+                                   404: _error("no such key frame")}, media=True))
     def thumbnail(keyframe_id: str) -> Response:
         """The small JPEG of a key frame, stored in the index when the video was added."""
         data = (service.index.store.thumbnail(int(keyframe_id))
@@ -362,12 +514,8 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
         if not data:
             raise HTTPException(404, "no such key frame")
         return Response(data, media_type="image/jpeg",
-                        headers={"Cache-Control": "public, max-age=300"})
+                        headers={"Cache-Control": "private, max-age=300"})
 
-    @app.api_route("/api/videos/{video_id}/file", methods=["GET", "HEAD"],
-                   response_class=FileResponse,
-                   responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "a range"},
-                              404: {}, 416: {}})
     def video_file(video_id: str) -> FileResponse:
         """An indexed video file; honours `Range` (206 Partial Content) so players can seek."""
         found = service.video_file(video_id)
@@ -375,17 +523,35 @@ def create_app(index: Index, settings: ServerSettings | None = None) -> FastAPI:
             log.warning("video %r: not an indexed, unchanged file", video_id)
             raise HTTPException(404, "no such video")
         path, stat = found
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        media_type = VIDEO_MEDIA_TYPES.get(path.suffix.lower(), OTHER_VIDEO_MEDIA_TYPE)
         return FileResponse(path, media_type=media_type, filename=path.name, stat_result=stat,
                             content_disposition_type="inline")
+
+    # One route per method, so that each has an operation of its own in the description.
+    for method in ("GET", "HEAD"):
+        app.add_api_route("/api/videos/{video_id}/file", video_file, methods=[method],
+                          response_class=FileResponse, **contract.protected({
+                              200: {"description": "the whole file, typed by its suffix "
+                                                   "(other suffixes: application/octet-stream)",
+                                    "content": VIDEO_CONTENT},
+                              206: {"description": "the range asked for (several ranges: "
+                                                   "multipart/byteranges)",
+                                    "content": {**VIDEO_CONTENT, "multipart/byteranges": BINARY},
+                                    "headers": CONTENT_RANGE},
+                              400: {"description": "a malformed Range header", "content": TEXT},
+                              404: _error("no such video, or its file changed since indexing"),
+                              416: {"description": "a Range past the end of the file",
+                                    "content": TEXT, "headers": CONTENT_RANGE},
+                          }, media=True))
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    contract.complete(app)
+    # Added last, so outermost: the access log sees the 401s too.
+    app.add_middleware(AccessControl, tokens=tokens, signer=signer)
+    if service.settings.access_log:
+        app.add_middleware(AccessLog, format=service.settings.access_log)
     return app
-
-
-def _video_url(root: str, record: VideoRecord | None) -> str | None:
-    return f"{root}/api/videos/{record.id}/file" if record is not None else None

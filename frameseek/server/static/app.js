@@ -14,6 +14,15 @@ const playerPanel = $("#player-panel");
 const workspace = $("#workspace");
 const nowPlaying = $("#now-playing");
 const template = $("#result-template");
+const signIn = $("#sign-in");
+const tokenInput = $("#token-input");
+const signInStatus = $("#sign-in-status");
+
+// The access token, asked for once and kept for this tab only (sessionStorage), sent as a bearer
+// header on API calls. Media links in answers carry their own short-lived signature instead.
+const TOKEN_KEY = "frameseek-token";
+let tokenWanted = null; // while the form is shown: resolves when a token is given
+let tokenGiven = null;
 
 let inFlight = null; // the AbortController of the running search, if any
 let previewUrl = null;
@@ -59,6 +68,41 @@ async function errorMessage(response) {
   return `${response.status} ${response.statusText}`;
 }
 
+// fetch() with the token; a 401 means the token is missing or revoked: ask for one, then retry.
+async function api(path, options = {}) {
+  for (;;) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const response = await fetch(path, { ...options, headers });
+    if (response.status !== 401) return response;
+    if (token) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      signInStatus.textContent = await errorMessage(response);
+    }
+    await askForToken();
+  }
+}
+
+// One form for all the calls that wait for a token: each retries once it is given.
+function askForToken() {
+  if (!tokenWanted) {
+    tokenWanted = new Promise((resolve) => { tokenGiven = resolve; });
+    signIn.hidden = false;
+    tokenInput.focus();
+  }
+  return tokenWanted;
+}
+
+signIn.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, tokenInput.value.trim());
+  tokenInput.value = "";
+  signInStatus.textContent = "";
+  signIn.hidden = true;
+  tokenWanted = null;
+  tokenGiven();
+});
+
 async function search(file) {
   if (!file) return;
   inFlight?.abort();
@@ -75,7 +119,7 @@ async function search(file) {
   const body = new FormData();
   body.append("image", file, file.name || "pasted-image.png");
   try {
-    const response = await fetch(`api/search?top=${TOP}`, {
+    const response = await api(`api/search?top=${TOP}`, {
       method: "POST", body, signal: controller.signal,
     });
     if (!response.ok) {
@@ -168,7 +212,7 @@ function play(match, button) {
 
 async function showStats() {
   try {
-    const response = await fetch("api/stats");
+    const response = await api("api/stats");
     if (!response.ok) return;
     const stats = await response.json();
     const videos = stats.videos === 1 ? "1 video" : `${stats.videos} videos`;
