@@ -353,6 +353,7 @@ class Contract:
 
     def search(self) -> dict[str, Any]:
         responses: dict[int | str, Any] = {
+            400: _error("a body that is not well-formed multipart/form-data"),
             413: _error("upload over the size limit"),
             415: _error("not an image"),
             422: {"model": ErrorResponse | ValidationErrorResponse,
