@@ -3,6 +3,7 @@ that clients would normalise (`..` segments, odd encodings)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +22,12 @@ STARTUP_TIMEOUT_S = 300  # loads the VGG16 weights and runs one forward before i
 # The session server's limits, low so that the tests exceeding them stay small.
 MAX_UPLOAD_MB = 2
 MAX_PIXELS = 4_000_000
+# The session server needs this token, as a server a team exposes would.
+TOKEN = "session-token-0123456789abcdef"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -29,9 +36,13 @@ class Server:
     port: int
     process: subprocess.Popen
     log: Path
+    token: str | None = None  # the one its clients send, if it needs one
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120)
+    def client(self, token: str | None = None) -> httpx.Client:
+        """A client sending `token`, else the server's own."""
+        token = token or self.token
+        return httpx.Client(base_url=self.url, timeout=120,
+                            headers=bearer(token) if token else None)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -43,9 +54,10 @@ class Server:
 
     def raw_get(self, target: str) -> tuple[int, bytes]:
         """GET `target` exactly as written (no normalisation, no re-encoding): status and body."""
+        auth = f"Authorization: Bearer {self.token}\r\n" if self.token else ""
         with socket.create_connection(("127.0.0.1", self.port), timeout=30) as conn:
-            conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                         .encode("latin-1"))
+            conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
+                         "Connection: close\r\n\r\n".encode("latin-1"))
             response = b""
             while chunk := conn.recv(65536):
                 response += chunk
@@ -60,16 +72,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(index: Path, log: Path, *options: str) -> Iterator[Server]:
-    """`frameseek serve --index INDEX --port PORT` as a subprocess, until the block ends."""
+def running_server(index: Path, log: Path, *options: str,
+                   token: str | None = None) -> Iterator[Server]:
+    """`frameseek serve --index INDEX --port PORT` as a subprocess, until the block ends; with
+    `token`, FRAMESEEK_TOKEN holds it (and `Server.client()` sends it)."""
     port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "FRAMESEEK_TOKEN"}
+    if token:
+        env["FRAMESEEK_TOKEN"] = token
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "frameseek.cli", "serve", "--index", str(index),
              "--port", str(port), *options],
-            cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+            cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env,
         )
-    server = Server(f"http://127.0.0.1:{port}", port, process, log)
+    server = Server(f"http://127.0.0.1:{port}", port, process, log, token.split(",")[0]
+                    if token else None)
     try:
         _wait_until_ready(server)
         yield server
@@ -100,8 +118,10 @@ def _wait_until_ready(server: Server) -> None:
 
 @pytest.fixture(scope="session")
 def server(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server over the sample index for all the tests that do not change the index."""
+    """One server over the sample index for all the tests that do not change the index. It needs
+    a token; its rate limit is off (test_limits.py has a server of its own for that)."""
     log = tmp_path_factory.mktemp("server") / "server.log"
     with running_server(sample_index, log, "--max-upload-mb", str(MAX_UPLOAD_MB),
-                        "--max-pixels", str(MAX_PIXELS)) as running:
+                        "--max-pixels", str(MAX_PIXELS), "--rate-limit", "0",
+                        token=TOKEN) as running:
         yield running

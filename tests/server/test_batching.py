@@ -27,7 +27,7 @@ def batching_server(sample_index: Path, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("batching") / "server.log"
     with running_server(sample_index, log, "--batch-window-ms", str(WINDOW_MS),
-                        "--max-queued", str(MAX_QUEUED)) as running:
+                        "--max-queued", str(MAX_QUEUED), "--rate-limit", "0") as running:
         yield running
 
 
