@@ -1,16 +1,20 @@
-"""A real `frameseek serve` process on a free loopback port, and a raw HTTP helper for requests
-that clients would normalise (`..` segments, odd encodings)."""
+"""A real `frameseek serve` process on a free loopback port, a raw HTTP helper for requests
+that clients would normalise (`..` segments, odd encodings), and a reverse proxy that serves it
+under a path prefix."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -125,3 +129,83 @@ def server(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
                         "--max-pixels", str(MAX_PIXELS), "--rate-limit", "0",
                         token=TOKEN) as running:
         yield running
+
+
+# Headers that concern one connection, not the request: a proxy does not pass them on.
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+              "proxy-authorization", "proxy-authenticate", "host", "content-length"}
+
+
+@contextmanager
+def reverse_proxy(upstream_port: int, prefix: str) -> Iterator[str]:
+    """A reverse proxy on a free loopback port, as nginx's `location PREFIX/ { proxy_pass
+    http://127.0.0.1:PORT/; }` is: PREFIX/x goes upstream as /x, with X-Forwarded-For; other
+    paths are 404. Yields its base URL."""
+
+    class Forward(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            if not self.path.startswith(prefix + "/"):
+                self.send_error(404)
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {name: value for name, value in self.headers.items()
+                       if name.lower() not in HOP_BY_HOP}
+            headers["X-Forwarded-For"] = self.client_address[0]
+            upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
+            try:
+                upstream.request(self.command, self.path[len(prefix):], body, headers)
+                response = upstream.getresponse()
+                content = response.read()
+            finally:
+                upstream.close()
+            self.send_response(response.status)
+            for name, value in response.getheaders():
+                if name.lower() not in HOP_BY_HOP:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", response.getheader("Content-Length")
+                             or str(len(content)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(content)
+
+        do_GET = do_POST = do_HEAD = _forward
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # the server behind logs each request
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+@dataclass
+class Proxied:
+    server: Server  # the server itself, started with --root-path PREFIX
+    origin: str  # the proxy's scheme, host and port
+    prefix: str
+
+    @property
+    def url(self) -> str:
+        """Where users reach the server: the proxy's URL of it."""
+        return self.origin + self.prefix
+
+
+PREFIX = "/media/frameseek"
+
+
+@pytest.fixture(scope="session")
+def proxied(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+    """A server that needs a token, behind a reverse proxy that serves it under PREFIX."""
+    log = tmp_path_factory.mktemp("proxied") / "server.log"
+    with (running_server(sample_index, log, "--root-path", PREFIX, "--rate-limit", "0",
+                         token=TOKEN) as server,
+          reverse_proxy(server.port, PREFIX) as origin):
+        yield Proxied(server, origin, PREFIX)

@@ -15,7 +15,7 @@ import pytest
 from frameseek.query import QueryError, load_image
 from frameseek.video import format_time
 from tests.conftest import ARTIFACTS, BBB, SAMPLES
-from tests.server.conftest import Server
+from tests.server.conftest import PREFIX, Proxied, Server
 from tests.server.test_api import outside_query
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -182,3 +182,28 @@ def test_a_bad_upload_shows_the_server_message(page) -> None:
         load_image(upload)
     assert page.locator("#status").text_content() == str(refused.value)
     assert page.locator(".result").count() == 0
+
+
+def test_the_page_works_behind_a_reverse_proxy_under_a_prefix(browser, proxied: Proxied) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 820})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(proxied.url + "/")
+    assert proxied.server.token
+    sign_in(page, proxied.server.token)
+    page.set_input_files("#file-input", str(QUERY))
+    page.wait_for_selector(".result")
+    page.locator(".result").first.click()
+    page.wait_for_function("() => document.querySelector('#player').readyState >= 1",
+                           timeout=60_000)
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
+    assert page.evaluate("() => [...document.querySelectorAll('.result img')]"
+                         ".every(i => i.naturalWidth > 0)")
+    assert page.locator("#player").get_attribute("src").startswith(f"{PREFIX}/api/videos/")
+    # Everything the page fetched went through the proxy, under the prefix.
+    fetched = [url for url in requested if url.startswith("http")]  # not data: nor blob:
+    assert fetched and all(url.startswith(proxied.url + "/") for url in fetched), fetched
+    page.close()
+    assert not errors, errors
