@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from frameseek.index import Index
-from frameseek.video import iter_frames
+from frameseek.server.app import OTHER_VIDEO_MEDIA_TYPE, VIDEO_MEDIA_TYPES
+from frameseek.video import VIDEO_EXTENSIONS, iter_frames
 from tests.conftest import BBB, BIKES, SAMPLES
 from tests.server.conftest import Server, running_server
 
@@ -123,10 +124,33 @@ def test_openapi_describes_the_api(server: Server) -> None:
         spec = client.get("/openapi.json").json()
         docs = client.get("/docs")
     body = spec["paths"]["/api/search"]["post"]["requestBody"]["content"]
-    assert "multipart/form-data" in body
-    assert {"/api/videos", "/api/stats", "/healthz", "/api/thumbnails/{keyframe_id}",
-            "/api/videos/{video_id}/file"} <= set(spec["paths"])
+    assert body["multipart/form-data"]["encoding"]["image"]["contentType"] == "image/*"
+    statuses = {(method, path): set(operation["responses"])
+                for path, operations in spec["paths"].items()
+                for method, operation in operations.items()}
+    # The session server needs a token and has no rate limit: 401 everywhere but /healthz.
+    assert statuses == {
+        ("post", "/api/search"): {"200", "400", "401", "413", "415", "422", "503"},
+        ("get", "/api/videos"): {"200", "401"},
+        ("get", "/api/stats"): {"200", "401"},
+        ("get", "/healthz"): {"200"},
+        ("get", "/api/thumbnails/{keyframe_id}"): {"200", "401", "404"},
+        ("get", "/api/videos/{video_id}/file"): {"200", "206", "400", "401", "404", "416"},
+        ("head", "/api/videos/{video_id}/file"): {"200", "206", "400", "401", "404", "416"},
+    }
+    assert spec["paths"]["/healthz"]["get"]["security"] == []
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_openapi_lists_the_type_of_every_video_file_served(server: Server) -> None:
+    assert set(VIDEO_MEDIA_TYPES) == VIDEO_EXTENSIONS  # each suffix the indexer takes
+    with server.client() as client:
+        spec = client.get("/openapi.json").json()
+    answers = spec["paths"]["/api/videos/{video_id}/file"]["get"]["responses"]
+    types = {*VIDEO_MEDIA_TYPES.values(), OTHER_VIDEO_MEDIA_TYPE}
+    assert set(answers["200"]["content"]) == types
+    assert set(answers["206"]["content"]) == types | {"multipart/byteranges"}
 
 
 def test_page_and_its_files_are_served(server: Server) -> None:
