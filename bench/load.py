@@ -1,13 +1,23 @@
 """Load test: N concurrent clients send M searches each to a real `frameseek serve` on loopback.
 
-Starts the server on a free 127.0.0.1 port, waits for /healthz, sends one warm-up search, then
-runs the clients (each one request at a time, a different query image per request) until every
-search is answered or --max-seconds pass, and stops the server. Prints the error count (the
-run fails unless it is zero), throughput, p50/p95/p99 latency, the median of each stage the
-server reports (`stages_ms`), how many queries shared each CNN forward, the load average, and
-the server's resident memory at start, middle and end of the run.
+Starts the server on a free 127.0.0.1 port, as a team would expose it (it needs a token; its
+per-client rate limit is off, as all the load comes from this one client), waits for /healthz,
+sends one warm-up search, then runs the clients (each one request at a time, a different query
+image per request) until every search is answered or --max-seconds pass, and stops the server.
+Prints the error count (the run fails unless it is zero), throughput, p50/p95/p99 latency, the
+median of each stage the server reports (`stages_ms`), how many queries shared each CNN
+forward, the load average, and the server's resident memory at start, middle and end.
 
     python bench/load.py [--index DIR] [--clients 8] [--searches 25] [--max-seconds 600] [--json]
+
+`--overload F` measures instead what the server does past its capacity: the p95 of searches
+sent one at a time (unloaded), the sustainable rate (the throughput of `--clients` closed-loop
+clients), then searches arriving at F times that rate, evenly spaced, for `--seconds`, whatever
+the answers. It prints the 5xx answers other than the intended 503, the 503s, the p95 of the
+answered searches against the unloaded p95, and the server's memory before, at its peak during
+and after the overload. The run fails on any 5xx but 503 or a connection error.
+
+    python bench/load.py --overload 4 [--seconds 30] [--unloaded 20] [--max-queued N] [--json]
 
 Without --index, an index of samples/videos is built in a temporary folder first.
 """
@@ -35,10 +45,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from frameseek.server.batching import DEFAULT_MAX_QUEUED
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 STARTUP_SECONDS = 180  # model load and index open on a busy 2-core machine
 REQUEST_SECONDS = 120
+TOKEN = uuid.uuid4().hex  # this run's; the server needs it, as an exposed one would
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def free_port() -> int:
@@ -88,7 +102,7 @@ def search(port: int, image: bytes, top: int = 12) -> tuple[int, dict]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
     try:
         connection.request("POST", f"/api/search?top={top}", body,
-                           {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                           {"Content-Type": f"multipart/form-data; boundary={boundary}", **AUTH})
         response = connection.getresponse()
         payload = response.read()
     finally:
@@ -100,7 +114,7 @@ def server_stats(port: int) -> dict:
     """/api/stats: the inference back end the server runs queries on, and its counters."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
     try:
-        connection.request("GET", "/api/stats")
+        connection.request("GET", "/api/stats", headers=AUTH)
         return json.loads(connection.getresponse().read())
     finally:
         connection.close()
@@ -149,13 +163,15 @@ def build_sample_index(directory: Path) -> Path:
 
 
 @contextmanager
-def serving(index: Path) -> Iterator[tuple[int, int]]:
+def serving(index: Path, *options: str) -> Iterator[tuple[int, int]]:
     """`frameseek serve` on a free loopback port, until the block ends: (port, server pid)."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "frameseek.cli", "serve", "--index", str(index),
-             "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
+             "--host", "127.0.0.1", "--port", str(port), "--rate-limit", "0",
+             "--access-log", "off", *options],
+            stdout=log, stderr=log, env={**os.environ, "FRAMESEEK_TOKEN": TOKEN})
         try:
             wait_until_ready(port, server)
             yield port, server.pid
@@ -217,6 +233,138 @@ def run(index: Path, clients: int, searches: int, max_seconds: float) -> dict:
     }
 
 
+def percentile_ms(seconds: list[float], p: float) -> float:
+    return round(float(np.percentile(np.array(seconds) * 1000, p)), 1) if seconds else float("nan")
+
+
+@dataclass
+class Outcome:
+    status: int  # 0: no answer (connection error)
+    seconds: float
+
+
+def timed_search(port: int, image: bytes) -> Outcome:
+    start = time.perf_counter()
+    try:
+        status, _ = search(port, image)
+    except (OSError, http.client.HTTPException, ValueError):
+        status = 0
+    return Outcome(status, time.perf_counter() - start)
+
+
+class MemoryWatch:
+    """The server's peak resident memory, sampled every 0.2 s while the block runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = rss_mb(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, rss_mb(self.pid))
+
+
+def overload(index: Path, factor: float, clients: int, seconds: float, unloaded: int,
+             max_queued: int) -> dict:
+    images = query_images()
+    with serving(index, "--max-queued", str(max_queued)) as (port, pid):
+        for image in images[:2]:  # warm-up: the CNN's first runs are slow
+            if timed_search(port, image).status != 200:
+                raise SystemExit("warm-up search failed")
+        alone = [timed_search(port, images[n % len(images)]) for n in range(unloaded)]
+        # Sustainable: what closed-loop clients get answered per second, each waiting for its
+        # answer before sending the next.
+        tally = Tally()
+        began = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(port, images, 4, n * 4,
+                                                         time.monotonic() + 600, tally))
+                   for n in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sustainable = len(tally.latencies) / (time.perf_counter() - began)
+        rate = factor * sustainable
+        rss_before = rss_mb(pid)
+        outcomes: list[Outcome] = []
+        lock = threading.Lock()
+
+        def send(number: int) -> None:
+            outcome = timed_search(port, images[number % len(images)])
+            with lock:
+                outcomes.append(outcome)
+
+        # Open loop: arrivals at the rate, answered or not, each on its own thread.
+        workers: list[threading.Thread] = []
+        with MemoryWatch(pid) as memory:
+            start = time.perf_counter()
+            for number in range(int(rate * seconds)):
+                time.sleep(max(0.0, start + number / rate - time.perf_counter()))
+                worker = threading.Thread(target=send, args=(number,), daemon=True)
+                worker.start()
+                workers.append(worker)
+            for worker in workers:
+                worker.join(REQUEST_SECONDS)
+            sent_s = time.perf_counter() - start
+        rss_after = rss_mb(pid)
+        stats = server_stats(port)
+    answered = [o.seconds for o in outcomes if o.status == 200]
+    busy = [o.seconds for o in outcomes if o.status == 503]
+    statuses: dict[int, int] = {}
+    for outcome in outcomes:
+        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+    unloaded_p95 = percentile_ms([o.seconds for o in alone if o.status == 200], 95)
+    loaded_p95 = percentile_ms(answered, 95)
+    return {
+        "factor": factor, "max_queued": max_queued, "seconds": seconds,
+        "unloaded": {"searches": unloaded, "p50_ms": percentile_ms([o.seconds for o in alone], 50),
+                     "p95_ms": unloaded_p95},
+        "sustainable_per_s": round(sustainable, 2), "offered_per_s": round(rate, 2),
+        "sent": len(outcomes), "wall_s": round(sent_s, 1),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "answered_per_s": round(len(answered) / sent_s, 2),
+        "server_errors_not_503": sum(v for k, v in statuses.items() if k >= 500 and k != 503),
+        "no_answer": statuses.get(0, 0),
+        "answered_ms": {"p50": percentile_ms(answered, 50), "p95": loaded_p95},
+        "busy_503_ms": {"p50": percentile_ms(busy, 50), "p95": percentile_ms(busy, 95)},
+        "p95_ratio": round(loaded_p95 / unloaded_p95, 2),
+        "server_rss_mb": {"before": round(rss_before, 1), "peak": round(memory.peak, 1),
+                          "after": round(rss_after, 1)},
+        "cpus": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
+        "backend": stats["backend"],
+    }
+
+
+def print_overload(report: dict) -> None:
+    backend = report["backend"]
+    print(f"server back end {backend['name']} ({backend['precision']} on {backend['device']}), "
+          f"CPU {backend['cpu']}, --max-queued {report['max_queued']}")
+    unloaded, answered, rss = report["unloaded"], report["answered_ms"], report["server_rss_mb"]
+    print(f"unloaded ({unloaded['searches']} searches one at a time): p50 {unloaded['p50_ms']} "
+          f"ms, p95 {unloaded['p95_ms']} ms")
+    print(f"sustainable {report['sustainable_per_s']} searches/s; offered {report['factor']}x = "
+          f"{report['offered_per_s']}/s for {report['seconds']} s: {report['sent']} sent")
+    print(f"answers: {report['statuses']} (0: no answer); answered {report['answered_per_s']}/s")
+    print(f"5xx other than 503: {report['server_errors_not_503']}, no answer: "
+          f"{report['no_answer']}")
+    print(f"answered searches p50 {answered['p50']} ms, p95 {answered['p95']} ms = "
+          f"{report['p95_ratio']}x the unloaded p95")
+    print(f"503 answers p50 {report['busy_503_ms']['p50']} ms, "
+          f"p95 {report['busy_503_ms']['p95']} ms")
+    print(f"server RSS: before {rss['before']} MB, peak {rss['peak']} MB, after {rss['after']} MB")
+    print(f"load average at the end: {' '.join(map(str, report['load_average']))}")
+
+
 def batching(before: dict, after: dict) -> dict:
     """The run's CNN forwards: how many, and how many queries shared each."""
     forwards = after["batches"] - before["batches"]
@@ -233,11 +381,30 @@ def main() -> int:
     parser.add_argument("--searches", type=int, default=25, help="searches per client")
     parser.add_argument("--max-seconds", type=float, default=600,
                         help="stop sending after this long, answered or not")
+    parser.add_argument("--overload", type=float, metavar="F",
+                        help="offer F times the sustainable rate instead (see above)")
+    parser.add_argument("--seconds", type=float, default=30, help="--overload: how long")
+    parser.add_argument("--unloaded", type=int, default=20,
+                        help="--overload: searches sent one at a time for the unloaded p95")
+    parser.add_argument("--max-queued", type=int, default=DEFAULT_MAX_QUEUED,
+                        help="--overload: the server's --max-queued")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         index = args.index or build_sample_index(Path(scratch) / "index")
-        report = run(index, args.clients, args.searches, args.max_seconds)
+        if args.overload:
+            report = overload(index, args.overload, args.clients, args.seconds, args.unloaded,
+                              args.max_queued)
+        else:
+            report = run(index, args.clients, args.searches, args.max_seconds)
+    if args.overload:
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_overload(report)
+        ok = report["server_errors_not_503"] == 0 and report["no_answer"] == 0
+        print("zero 5xx but 503, every search answered: " + ("yes" if ok else "NO"))
+        return 0 if ok else 1
     if args.json:
         print(json.dumps(report, indent=2))
     else:

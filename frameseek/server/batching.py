@@ -28,7 +28,9 @@ from frameseek.features import Features
 log = logging.getLogger("frameseek.server")
 
 DEFAULT_WINDOW_MS = 5.0
-DEFAULT_MAX_QUEUED = 64
+# One CNN batch: a search accepted waits at most for the forward running and its own, while
+# forwards stay full. A deeper queue adds latency, not throughput (docs/server.md, Overload).
+DEFAULT_MAX_QUEUED = 8
 
 
 class Busy(Exception):
