@@ -7,6 +7,11 @@ joins the other searches waiting for the CNN: concurrent queries share one forwa
 (frameseek/server/batching.py). Decoding, the search and the moment's refinement run in a thread
 pool, at most one per CPU core, so the event loop keeps answering the cheap endpoints while
 searches run.
+
+In front of the routes: the access log (frameseek/server/accesslog.py), then access control
+(tokens and signed media links, frameseek/server/auth.py); a search is then held to its
+client's rate (frameseek/server/limits.py) before its upload is read. `Contract` keeps the
+OpenAPI description to what each route really answers, which depends on those settings.
 """
 
 from __future__ import annotations
