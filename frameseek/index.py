@@ -354,12 +354,11 @@ class Index:
 
     def optimize(self) -> str:
         """Retrain the search structure over the whole collection now, while readers keep
-        searching the current one; what was done, in words."""
+        searching the current one and writers keep adding videos; what was done, in words."""
         if self.search_index is None:
             raise StoreError(f"{self.store_location()}: a Milvus store keeps its own index; "
                              "there is nothing to optimize here")
-        with self._writing():
-            return self.search_index.optimize()
+        return self.search_index.optimize()
 
     def keyframe_extractor(self) -> KeyFrameExtractor:
         return keyframe_extractor(self.config, self.extractor)
