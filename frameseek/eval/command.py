@@ -1,4 +1,5 @@
-"""`frameseek eval run`: the paper's experiments on a corpus, written up as a report."""
+"""`frameseek eval run`: the paper's experiments on a corpus, written up as a report;
+`frameseek eval compare`: two such runs' accuracies side by side."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from frameseek import backends
 from frameseek.index import IndexConfig
 
 SMOKE_QUERIES_PER_VIDEO = 3
@@ -35,7 +37,19 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "`frameseek index --no-coverage`")
     runner.add_argument("--smoke", action="store_true",
                         help="a quick run: fewer queries, three θ values")
+    backends.add_option(runner)
     runner.set_defaults(run=_run)
+    comparer = actions.add_parser(
+        "compare", help="two runs' accuracies side by side (e.g. an fp32 and a bf16 back end), "
+                        "exit 1 if any differs by more than the tolerance")
+    comparer.add_argument("first", type=Path, metavar="RUN", help="an eval run's --out folder")
+    comparer.add_argument("second", type=Path, metavar="RUN")
+    comparer.add_argument("--names", nargs=2, metavar=("FIRST", "SECOND"),
+                          help="column titles (default: the runs' back ends)")
+    comparer.add_argument("--tolerance", type=float, default=0.005, metavar="T")
+    comparer.add_argument("--out", type=Path, metavar="FILE",
+                          help="write the markdown here (default: stdout)")
+    comparer.set_defaults(run=_compare)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -57,3 +71,22 @@ def _run(args: argparse.Namespace) -> int:
         f"{name} {sets['plain']['top1_video']:.3f} / {sets['perturbed']['top1_video']:.3f}"
         for name, sets in top1.items()) + ")")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from frameseek.eval import compare
+
+    first, second = compare.load(args.first), compare.load(args.second)
+    names = tuple(args.names or (_backend_name(first, args.first),
+                                 _backend_name(second, args.second)))
+    text, over = compare.report(first, second, names, args.tolerance)  # type: ignore[arg-type]
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.write_text(text)
+        print(f"{args.out}: {len(over)} accuracies differ by more than {args.tolerance}")
+    return 1 if over else 0
+
+
+def _backend_name(results: dict, run: Path) -> str:
+    return (results["meta"].get("inference") or {}).get("name") or str(run)
