@@ -485,8 +485,11 @@ class Localizer:
         first = siblings[0]
         own = _widened(first.segments)
         others = _widened([span for m in siblings[1:] for span in m.segments])
-        track, placements = self._track(first, own + others), self._placements(query, first)
-        if track is None or not placements:
+        track = self._track(first, own + others)
+        if track is None:
+            return first
+        placements = self._placements(query, first)
+        if not placements:
             return first
         drawn = [query_signature(query, placement) for placement in placements
                  if covered_cells(placement).sum() >= MIN_CELLS]
@@ -509,10 +512,14 @@ class Localizer:
         thumbnail = self.store.thumbnail(match.keyframe_id)
         if not thumbnail:
             return [FULL_FRAME]
-        image = Image.open(io.BytesIO(thumbnail))
-        # JPEG decodes straight to grey at a reduced scale: a fraction of a full decode.
-        image.draft("L", (PLACEMENT_WIDTH, PLACEMENT_WIDTH))
-        return candidate_placements(query, np.asarray(image.convert("L"), dtype=np.float32))
+        try:
+            image = Image.open(io.BytesIO(thumbnail))
+            # JPEG decodes straight to grey at a reduced scale: a fraction of a full decode.
+            image.draft("L", (PLACEMENT_WIDTH, PLACEMENT_WIDTH))
+            thumbnail_grey = np.asarray(image.convert("L"), dtype=np.float32)
+        except OSError:  # a damaged thumbnail: the query is placed as the whole frame
+            return [FULL_FRAME]
+        return candidate_placements(query, thumbnail_grey)
 
     def _track(self, match: Match, window: list[tuple[float, float]]) -> Track | None:
         record = self.store.find_video(match.video)

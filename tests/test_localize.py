@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,18 @@ def test_index_without_tracks_refines_by_decoding(sample_index, query_frame, tmp
     with Index.open(copy) as index:
         top = index.search(rgb)[0]
     assert top.refined
+    assert abs(top.time - true_time) <= 2 / FPS
+
+
+def test_a_damaged_thumbnail_still_refines_as_a_whole_frame(sample_index, query_frame, tmp_path):
+    copy = tmp_path / "index"
+    shutil.copytree(sample_index, copy)
+    rgb, true_time = query_frame
+    with sqlite3.connect(copy / "frameseek.sqlite") as db:
+        db.execute("UPDATE keyframes SET thumbnail = ?", (b"not a jpeg",))
+    with Index.open(copy) as index:
+        top = index.search(rgb)[0]
+    assert top.video.endswith(BBB.name) and top.refined
     assert abs(top.time - true_time) <= 2 / FPS
 
 
