@@ -201,17 +201,20 @@ def _search(args: argparse.Namespace) -> int:
     with Index.open(args.index) as index:
         for image in args.images:
             try:
-                matches = index.search(image, top=args.top, candidates=args.candidates,
-                                       refine=args.refine, trim=args.trim)
+                answer = index.answer(image, top=args.top, candidates=args.candidates,
+                                      refine=args.refine, trim=args.trim,
+                                      min_similarity=args.min_similarity)
             except QueryError as exc:
                 print(f"frameseek: {exc}", file=sys.stderr)
                 status = EXIT_ERROR
                 continue
+            matches = answer.results
             verdict = index.verdict(matches, args.min_similarity)
             if args.json:
-                answer = verdict.to_json() if verdict else {"match": None}
-                print(json.dumps({"query": image, **answer,
-                                  "results": [m.to_json() for m in matches]}))
+                said = verdict.to_json() if verdict else {"match": None}
+                print(json.dumps({"query": image, **said,
+                                  "results": [m.to_json() for m in matches],
+                                  "videos": [v.to_json() for v in answer.videos]}))
                 continue
             print(f"{image}:")
             if verdict is not None and not verdict.match:
@@ -222,6 +225,13 @@ def _search(args: argparse.Namespace) -> int:
                          f"{m.segment[0]:.2f}-{m.segment[1]:.2f} s)" if m.refined else "")
                 print(f"  {rank:2d}. {m.video}  {format_time(m.time)}  ({m.time:.2f} s, "
                       f"frame {m.frame})  distance {m.distance:.2f}{found}")
+            if answer.videos:
+                print("  where it appears:")
+            for video in answer.videos:
+                times = ", ".join(format_time(moment.time) for moment in video.moments)
+                print(f"    {video.video}  similarity {video.score:.2f}  {video.appearances} "
+                      f"appearance{'s' * (video.appearances != 1)}, {video.seconds:.1f} s: "
+                      f"{times}")
     return status
 
 
