@@ -13,6 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from frameseek.clips import (
+    CLIP_FPS,
+    KEYFRAMES_PER_SAMPLE,
+    ClipAnswer,
+    Sample,
+    align,
+    sample_clip,
+)
 from frameseek.features import (
     BACKBONE_NAME,
     LEGACY_MEAN,
@@ -427,6 +435,25 @@ class Index:
         grey_query = query_grey(pixels)
         found = [self.localizer.appearances(grey_query, group) for group in groups]
         return sorted((v for v in found if v.moments), key=lambda v: -v.score)
+
+    def search_clip(self, path: str | Path, min_similarity: float | None = None,
+                    trim: bool = True) -> ClipAnswer:
+        """Where a short video comes from: the segments of it found in indexed videos, aligned
+        in time (frameseek/clips.py). Raises ClipError for a clip that cannot be a query.
+        Nothing is written to the index."""
+        frames = sample_clip(Path(path))
+        pixels = [crop_to_content(rgb) if trim else rgb for _, rgb in frames]
+        features = self.embed_many(pixels)
+        samples = [Sample(time, pixels[i], self.search_features(
+                       features.index[i], features.descriptors[i], KEYFRAMES_PER_SAMPLE))
+                   for i, (time, _) in enumerate(frames)]
+        floor = min_similarity if min_similarity is not None else \
+            self.extractor.pooling.match_similarity
+        step = 1.0 / CLIP_FPS
+        segments = align(samples, step, floor, lambda rgb, match: self.localizer.refine_one(
+            query_grey(rgb), [match]).time)
+        match = None if floor is None else bool(segments) and segments[0].score >= floor
+        return ClipAnswer(segments, match, len(samples), frames[-1][0] + step)
 
     def verdict(self, matches: list[Match], min_similarity: float | None = None
                 ) -> Verdict | None:
