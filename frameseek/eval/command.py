@@ -1,5 +1,6 @@
 """`frameseek eval run`: the paper's experiments on a corpus, written up as a report;
-`frameseek eval compare`: two such runs' accuracies side by side."""
+`frameseek eval compare`: two such runs' accuracies side by side; `frameseek eval clips`: clip
+queries cut from the corpus."""
 
 from __future__ import annotations
 
@@ -50,6 +51,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     comparer.add_argument("--out", type=Path, metavar="FILE",
                           help="write the markdown here (default: stdout)")
     comparer.set_defaults(run=_compare)
+    clips = actions.add_parser(
+        "clips", help="clip queries cut from the corpus (re-encoded, smaller, other frame rate, "
+                      "cropped, overlaid, joined; outside ones) searched in an index of it")
+    clips.add_argument("--corpus", required=True, type=Path, metavar="DIR")
+    clips.add_argument("--index", required=True, type=Path, metavar="DIR",
+                       help="an index of the corpus, e.g. an eval run's out/index/rmac")
+    clips.add_argument("--out", required=True, type=Path, metavar="DIR")
+    clips.add_argument("--seed", type=int, default=0, metavar="S")
+    backends.add_option(clips)
+    clips.set_defaults(run=_clips)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -90,3 +101,15 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _backend_name(results: dict, run: Path) -> str:
     return (results["meta"].get("inference") or {}).get("name") or str(run)
+
+
+def _clips(args: argparse.Namespace) -> int:
+    from frameseek.eval import clips
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = clips.run(args.corpus, args.index, args.out, args.seed,
+                        "frameseek " + shlex.join(sys.argv[1:]))
+    print(f"{args.out / 'clips.md'}: clips from indexed videos found "
+          f"{results['inside_found']:.3f}; " + "; ".join(
+              f"{kind} {row['found']:.3f}" for kind, row in results["kinds"].items()))
+    return 0
