@@ -43,6 +43,7 @@ JOINED = "two sources joined"
 OUTSIDE = "outside (not indexed)"
 MIN_S, MAX_S = 4.0, 10.0
 MIN_IOU = 0.5
+OUTSIDE_PER_VIDEO = 10
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class ClipQuery:
 
 def make_clips(videos: list[CorpusVideo], out: Path, seed: int = 0) -> list[ClipQuery]:
     """One clip of each kind per query video (cycling through the kinds), a joined clip per
-    pair of consecutive query videos, and two clips of each outside video."""
+    pair of consecutive query videos, and OUTSIDE_PER_VIDEO clips of each outside video (the
+    kinds in turn)."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     queries: list[ClipQuery] = []
@@ -78,11 +80,12 @@ def make_clips(videos: list[CorpusVideo], out: Path, seed: int = 0) -> list[Clip
         if first is not None and second is not None:
             queries.append(_join(a.path, first, b.path, second, out / f"joined-{number:03d}.mp4"))
     for number, video in enumerate(v for v in videos if v.role == "outside"):
-        for copy in range(2):
+        for copy in range(OUTSIDE_PER_VIDEO):
             source = _stretch(video.path, rng, MIN_S, MAX_S)
             if source is not None:
+                filters = KINDS[kinds[copy % len(kinds)]]
                 clip = _cut(video.path, source, out / f"outside-{number:02d}-{copy}.mp4",
-                            OUTSIDE, HALF)
+                            OUTSIDE, filters)
                 queries.append(ClipQuery(clip.file, OUTSIDE, []))
     (out / "clips.json").write_text(json.dumps([asdict(q) for q in queries], indent=1))
     return queries
