@@ -1,6 +1,6 @@
 """Does OpenVINO's compiled-model cache (`CACHE_DIR`) shorten frameseek's start-up on this CPU?
 
-Each trial is a fresh process that reads the cut VGG16 from memory, compiles it as
+Each trial is a fresh process that compiles the cut VGG16 file (cached by frameseek) as
 frameseek/backends/openvino.py does and runs one 224-px forward; it is timed without a cache,
 with an empty cache (which the compile fills) and with that filled cache, the three taking turns.
 
@@ -31,7 +31,7 @@ if cache:
     config["CACHE_DIR"] = cache
 start = time.perf_counter()
 core = _core()
-compiled = core.compile_model(core.read_model(model), "CPU", config)
+compiled = core.compile_model(str(model), "CPU", config)
 compiled_s = time.perf_counter() - start
 compiled.create_infer_request().infer({0: np.zeros((1, 224, 224, 3), np.float32)})
 print(json.dumps({"compile_s": compiled_s, "first_forward_s": time.perf_counter() - start}))

@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from frameseek import backends
+from frameseek.clips import ClipError
 from frameseek.features import POOLINGS, WeightsError
 from frameseek.index import Index, IndexConfig
 from frameseek.query import QueryError
 from frameseek.store.base import StoreError, VideoRecord
-from frameseek.video import Frame, format_time
+from frameseek.video import VIDEO_EXTENSIONS, Frame, format_time
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
 
@@ -62,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     index.set_defaults(run=_index)
 
     search = commands.add_parser("search", help="find the videos and moments an image comes from")
-    search.add_argument("images", nargs="+", metavar="IMAGE")
+    search.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="query images; a video file (by its extension) is a clip query: "
+                             "where in the collection it comes from")
     _add_location(search)
     search.add_argument("--top", type=_positive(int), default=12, metavar="N")
     search.add_argument("--candidates", type=_positive(int), default=100, metavar="M",
@@ -200,18 +203,24 @@ def _search(args: argparse.Namespace) -> int:
     status = EXIT_OK
     with Index.open(args.index) as index:
         for image in args.images:
+            if Path(image).suffix.lower() in VIDEO_EXTENSIONS:
+                status = max(status, _search_clip(index, image, args))
+                continue
             try:
-                matches = index.search(image, top=args.top, candidates=args.candidates,
-                                       refine=args.refine, trim=args.trim)
+                answer = index.answer(image, top=args.top, candidates=args.candidates,
+                                      refine=args.refine, trim=args.trim,
+                                      min_similarity=args.min_similarity)
             except QueryError as exc:
                 print(f"frameseek: {exc}", file=sys.stderr)
                 status = EXIT_ERROR
                 continue
+            matches = answer.results
             verdict = index.verdict(matches, args.min_similarity)
             if args.json:
-                answer = verdict.to_json() if verdict else {"match": None}
-                print(json.dumps({"query": image, **answer,
-                                  "results": [m.to_json() for m in matches]}))
+                said = verdict.to_json() if verdict else {"match": None}
+                print(json.dumps({"query": image, **said,
+                                  "results": [m.to_json() for m in matches],
+                                  "videos": [v.to_json() for v in answer.videos]}))
                 continue
             print(f"{image}:")
             if verdict is not None and not verdict.match:
@@ -222,7 +231,33 @@ def _search(args: argparse.Namespace) -> int:
                          f"{m.segment[0]:.2f}-{m.segment[1]:.2f} s)" if m.refined else "")
                 print(f"  {rank:2d}. {m.video}  {format_time(m.time)}  ({m.time:.2f} s, "
                       f"frame {m.frame})  distance {m.distance:.2f}{found}")
+            if answer.videos:
+                print("  where it appears:")
+            for video in answer.videos:
+                times = ", ".join(format_time(moment.time) for moment in video.moments)
+                print(f"    {video.video}  similarity {video.score:.2f}  {video.appearances} "
+                      f"appearance{'s' * (video.appearances != 1)}, {video.seconds:.1f} s: "
+                      f"{times}")
     return status
+
+
+def _search_clip(index: Index, clip: str, args: argparse.Namespace) -> int:
+    try:
+        answer = index.search_clip(clip, args.min_similarity, trim=args.trim)
+    except ClipError as exc:
+        print(f"frameseek: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps({"query": clip, **answer.to_json()}))
+        return EXIT_OK
+    found = "no match" if answer.match is False else f"{len(answer.segments)} segment(s)"
+    print(f"{clip}: a clip of {answer.duration:.1f} s ({answer.samples} frames searched): {found}")
+    for rank, segment in enumerate(answer.segments, 1):
+        print(f"  {rank:2d}. {segment.video}  {format_time(segment.start)}-"
+              f"{format_time(segment.end)}  is the clip's {segment.query_start:.1f}-"
+              f"{segment.query_end:.1f} s  (similarity {segment.score:.2f}, "
+              f"{segment.samples} frames agree)")
+    return EXIT_OK
 
 
 def _info(args: argparse.Namespace) -> int:

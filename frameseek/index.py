@@ -13,6 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from frameseek.clips import (
+    CLIP_FPS,
+    KEYFRAMES_PER_SAMPLE,
+    ClipAnswer,
+    Sample,
+    align,
+    sample_clip,
+)
 from frameseek.features import (
     BACKBONE_NAME,
     LEGACY_MEAN,
@@ -29,9 +37,11 @@ from frameseek.localize import (
     TrackBuilder,
     TrackStore,
     build_track,
+    query_grey,
     segment_of,
 )
 from frameseek.query import ImageInput, load_image
+from frameseek.results import Answer, Match, Verdict, VideoResult, similarity
 from frameseek.robust import NoMatch, crop_to_content
 from frameseek.search import CoarseToFine, Searcher
 from frameseek.searchindex import SearchIndex
@@ -92,40 +102,17 @@ class IndexConfig:
         return {k: v for k, v in asdict(self).items() if k not in self.KEYFRAME_ONLY}
 
 
-@dataclass(frozen=True)
-class Match:
-    video: str
-    time: float
-    frame: int
-    distance: float
-    keyframe_id: int
-    segments: list[tuple[float, float]]
-    # `time` and `frame` are the moment found; these are the matched key frame's own, and the
-    # span of its segments that the moment lies in (see frameseek/localize.py).
-    keyframe_time: float = 0.0
-    keyframe_frame: int = 0
-    segment: tuple[float, float] = (0.0, 0.0)
-    refined: bool = False
-
-    def to_json(self) -> dict:
-        return {"video": self.video, "time": round(self.time, 4), "frame": self.frame,
-                "distance": round(self.distance, 4), "keyframe_time": round(self.keyframe_time, 4),
-                "keyframe_frame": self.keyframe_frame,
-                "segment": [round(self.segment[0], 4), round(self.segment[1], 4)],
-                "refined": self.refined}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a query shows a video of the collection at all (docs/robust.md, "No match")."""
-
-    match: bool
-    similarity: float  # the best key frame's: cosine of the unit-length fine vectors
-    threshold: float
-
-    def to_json(self) -> dict:
-        return {"match": self.match, "similarity": round(self.similarity, 4),
-                "threshold": self.threshold}
+# Videos answered with their moments, and the nearest key frames they are gathered from: a
+# picture on screen at many moments of a video is many key frames (or one with many segments).
+VIDEOS = 10
+APPEARANCE_KEYFRAMES = 100
+# For a pooling with no calibrated threshold (the paper's mean), the key frames that count as the
+# picture: within this factor of the best one's distance.
+RELATIVE_DISTANCE = 1.25
+# Another moment of a video shows the picture if its key frame is about as similar to the query
+# as the video's best: the same shot with the subject moved scores 0.1-0.3 lower (bunny clip,
+# R-MAC), while the signature track alone cannot tell the two apart (both correlate ≥ 0.98).
+APPEARANCE_MARGIN = 0.1
 
 
 @dataclass
@@ -354,12 +341,11 @@ class Index:
 
     def optimize(self) -> str:
         """Retrain the search structure over the whole collection now, while readers keep
-        searching the current one; what was done, in words."""
+        searching the current one and writers keep adding videos; what was done, in words."""
         if self.search_index is None:
             raise StoreError(f"{self.store_location()}: a Milvus store keeps its own index; "
                              "there is nothing to optimize here")
-        with self._writing():
-            return self.search_index.optimize()
+        return self.search_index.optimize()
 
     def keyframe_extractor(self) -> KeyFrameExtractor:
         return keyframe_extractor(self.config, self.extractor)
@@ -405,13 +391,69 @@ class Index:
         first `refine_videos` videos is moved from its key frame's time to the moment the query
         shows (frameseek/localize.py).
         """
+        return self.answer(image, top, candidates, refine, refine_videos, trim, videos=0).results
+
+    def answer(self, image: ImageInput, top: int = 12, candidates: int = 100,
+               refine: bool = True, refine_videos: int = 3, trim: bool = True,
+               videos: int = VIDEOS, min_similarity: float | None = None) -> Answer:
+        """`search`'s key frames, and the best `videos` videos with every moment the picture
+        appears in them (`videos_of`), from one forward of the CNN."""
         pixels = load_image(image)
         if trim:
             pixels = crop_to_content(pixels)
         features = self.embed(pixels)
-        matches = self.search_features(features.index[0], features.descriptors[0], top,
-                                       candidates)
-        return self.localizer.refine(pixels, matches, refine_videos) if refine else matches
+        index, descriptor = features.index[0], features.descriptors[0]
+        matches = self.search_features(index, descriptor, top, candidates)
+        if refine:
+            matches = self.localizer.refine(pixels, matches, refine_videos)
+        found = (self.videos_of(pixels, index, descriptor, videos, min_similarity=min_similarity)
+                 if videos else [])
+        return Answer(matches, found)
+
+    def videos_of(self, pixels: np.ndarray, index: np.ndarray, descriptor: np.ndarray,
+                  videos: int = VIDEOS, keyframes: int = APPEARANCE_KEYFRAMES,
+                  min_similarity: float | None = None) -> list[VideoResult]:
+        """The best `videos` videos for a query (its trimmed pixels and vectors), each with
+        every moment the picture appears, best video first.
+
+        The `keyframes` nearest key frames are taken, and of those the ones that match: at or
+        above `min_similarity`, by default the pooling's calibrated threshold (as `verdict`),
+        and within APPEARANCE_MARGIN of their video's best (for a pooling without a threshold:
+        within RELATIVE_DISTANCE of its best distance). Their stretches are then checked frame
+        by frame (Localizer.appearances). A query that matches nothing has no videos."""
+        matches = self.search_features(index, descriptor, keyframes, max(keyframes, 100))
+        floor = min_similarity
+        if floor is None:
+            floor = self.extractor.pooling.match_similarity
+        by_video: dict[str, list[Match]] = {}
+        for match in matches:
+            if floor is None or similarity(match.distance) >= floor:
+                by_video.setdefault(match.video, []).append(match)
+        scaled = self.extractor.pooling.match_similarity is not None
+        groups = [_as_alike_as_the_best(group, scaled)
+                  for group in list(by_video.values())[:videos]]
+        grey_query = query_grey(pixels)
+        found = [self.localizer.appearances(grey_query, group) for group in groups]
+        return sorted((v for v in found if v.moments), key=lambda v: -v.score)
+
+    def search_clip(self, path: str | Path, min_similarity: float | None = None,
+                    trim: bool = True) -> ClipAnswer:
+        """Where a short video comes from: the segments of it found in indexed videos, aligned
+        in time (frameseek/clips.py). Raises ClipError for a clip that cannot be a query.
+        Nothing is written to the index."""
+        frames = sample_clip(Path(path))
+        pixels = [crop_to_content(rgb) if trim else rgb for _, rgb in frames]
+        features = self.embed_many(pixels)
+        samples = [Sample(time, pixels[i], self.search_features(
+                       features.index[i], features.descriptors[i], KEYFRAMES_PER_SAMPLE))
+                   for i, (time, _) in enumerate(frames)]
+        floor = min_similarity if min_similarity is not None else \
+            self.extractor.pooling.match_similarity
+        step = 1.0 / CLIP_FPS
+        segments = align(samples, step, floor, lambda rgb, match: self.localizer.refine_one(
+            query_grey(rgb), [match]).time)
+        match = None if floor is None else bool(segments) and segments[0].score >= floor
+        return ClipAnswer(segments, match, len(samples), frames[-1][0] + step)
 
     def verdict(self, matches: list[Match], min_similarity: float | None = None
                 ) -> Verdict | None:
@@ -457,6 +499,16 @@ class Index:
             "config": asdict(self.config),
             INFERENCE_KEY: (self.store.get_config() or {}).get(INFERENCE_KEY, []),
         }
+
+
+def _as_alike_as_the_best(matches: list[Match], scaled: bool) -> list[Match]:
+    """One video's matches (best first) that show the picture as well as its best: within
+    APPEARANCE_MARGIN of its similarity, or for descriptors on no fixed scale (`scaled` false)
+    within RELATIVE_DISTANCE of its distance."""
+    if not scaled:
+        return [m for m in matches if m.distance <= RELATIVE_DISTANCE * matches[0].distance]
+    best = similarity(matches[0].distance)
+    return [m for m in matches if similarity(m.distance) >= best - APPEARANCE_MARGIN]
 
 
 @dataclass(frozen=True)

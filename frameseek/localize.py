@@ -35,11 +35,11 @@ import av
 import numpy as np
 from PIL import Image
 
+from frameseek.results import Match, Moment, VideoResult, similarity
 from frameseek.store.base import StoreError
 from frameseek.video import Frame, Timestamp, VideoError, iter_frames
 
 if TYPE_CHECKING:
-    from frameseek.index import Match
     from frameseek.store.base import Store
 
 TRACK_FPS = 8.0
@@ -55,6 +55,9 @@ MIN_CORRELATION = 0.5  # below this the best frame is no real likeness, and the 
 # How much better (in Fisher's z, which spreads out correlations near 1) another key frame's
 # segments must match to be preferred over the best match's own.
 SIBLING_MARGIN = 0.25
+# Two stretches of one video this close are one appearance of the picture, not two: a shot cut
+# in two clusters by k-means, or the frames between two samples' spans.
+APPEARANCE_GAP_S = 1.0
 TRACKS_FILE = "tracks.sqlite"
 CACHED_TRACKS = 64
 
@@ -453,6 +456,20 @@ def segment_of(time: float, segments: list[tuple[float, float]]) -> tuple[float,
     return (min(start, time), max(end, time))
 
 
+def _one_per_appearance(moments: list[Moment]) -> list[Moment]:
+    """Moments whose stretches touch (within APPEARANCE_GAP_S) merged into one, the stretch
+    their union and the moment the most similar one's; in time order."""
+    merged: list[Moment] = []
+    for moment in sorted(moments, key=lambda m: m.start):
+        if merged and moment.start <= merged[-1].end + APPEARANCE_GAP_S:
+            last = merged[-1]
+            best = last if last.similarity >= moment.similarity else moment
+            merged[-1] = replace(best, start=last.start, end=max(last.end, moment.end))
+        else:
+            merged.append(moment)
+    return merged
+
+
 class Localizer:
     """Refines matches to the moment; one per open index, safe to share between threads."""
 
@@ -485,13 +502,10 @@ class Localizer:
         first = siblings[0]
         own = _widened(first.segments)
         others = _widened([span for m in siblings[1:] for span in m.segments])
-        track, placements = self._track(first, own + others), self._placements(query, first)
-        if track is None or not placements:
+        track = self._track(first, own + others)
+        if track is None:
             return first
-        drawn = [query_signature(query, placement) for placement in placements
-                 if covered_cells(placement).sum() >= MIN_CELLS]
-        cells = np.array([c for c, _ in drawn]).reshape(-1, GRID[1], GRID[0])
-        covered = np.array([m for _, m in drawn], dtype=bool).reshape(-1, GRID[1], GRID[0])
+        cells, covered = self._signatures(query, first)
         row, correlation = _best_entry(track, track.within(own), cells, covered)
         if len(others):
             other_row, other_correlation = _best_entry(track, track.within(others), cells,
@@ -505,14 +519,58 @@ class Localizer:
         return replace(holder, distance=first.distance, time=time, frame=int(track.frames[row]),
                        segment=segment_of(time, holder.segments), refined=True)
 
+    def appearances(self, query: np.ndarray, matches: list[Match]) -> VideoResult:
+        """Every distinct moment of one video that shows the query. `matches` are that video's
+        key frames that match the query, best first; `query` is from `query_grey`.
+
+        Each segment of each key frame is one candidate stretch: its best track entry is the
+        moment, and a stretch where no frame correlates with the query (MIN_CORRELATION) is
+        none, since a key frame stands for every frame of its k-means cluster, not all of which
+        show the picture. Without a track the key frame's own segment keeps its own time (the
+        key frame itself matched). Stretches that touch or lie within APPEARANCE_GAP_S of each
+        other are one appearance, shown by its most similar moment."""
+        first = matches[0]
+        track = self._track(first, _widened([span for m in matches for span in m.segments]))
+        cells, covered = self._signatures(query, first) if track is not None else (None, None)
+        found: list[Moment] = []
+        for match in matches:
+            score = similarity(match.distance)
+            for start, end in match.segments:
+                row, correlation = (None, -1.0) if track is None else _best_entry(
+                    track, track.within(_widened([(start, end)])), cells, covered)
+                if row is not None and correlation >= MIN_CORRELATION:
+                    time, frame = float(track.times[row]), int(track.frames[row])
+                elif track is None and start <= match.keyframe_time <= end:
+                    time, frame = match.keyframe_time, match.keyframe_frame
+                else:
+                    continue
+                found.append(Moment(time, frame, score, min(start, time), max(end, time),
+                                    match.keyframe_id))
+        moments = _one_per_appearance(found)
+        best = max((m.similarity for m in moments), default=similarity(first.distance))
+        return VideoResult(first.video, best, moments)
+
+    def _signatures(self, query: np.ndarray, match: Match) -> tuple[np.ndarray, np.ndarray]:
+        """The query drawn onto the track grid at each placement found over `match`'s
+        thumbnail: the cells' values and which cells it covers, one row per placement."""
+        drawn = [query_signature(query, placement) for placement in self._placements(query, match)
+                 if covered_cells(placement).sum() >= MIN_CELLS]
+        cells = np.array([c for c, _ in drawn]).reshape(-1, GRID[1], GRID[0])
+        covered = np.array([m for _, m in drawn], dtype=bool).reshape(-1, GRID[1], GRID[0])
+        return cells, covered
+
     def _placements(self, query: np.ndarray, match: Match) -> list[Placement]:
         thumbnail = self.store.thumbnail(match.keyframe_id)
         if not thumbnail:
             return [FULL_FRAME]
-        image = Image.open(io.BytesIO(thumbnail))
-        # JPEG decodes straight to grey at a reduced scale: a fraction of a full decode.
-        image.draft("L", (PLACEMENT_WIDTH, PLACEMENT_WIDTH))
-        return candidate_placements(query, np.asarray(image.convert("L"), dtype=np.float32))
+        try:
+            image = Image.open(io.BytesIO(thumbnail))
+            # JPEG decodes straight to grey at a reduced scale: a fraction of a full decode.
+            image.draft("L", (PLACEMENT_WIDTH, PLACEMENT_WIDTH))
+            thumbnail_grey = np.asarray(image.convert("L"), dtype=np.float32)
+        except OSError:  # a damaged thumbnail: the query is placed as the whole frame
+            return [FULL_FRAME]
+        return candidate_placements(query, thumbnail_grey)
 
     def _track(self, match: Match, window: list[tuple[float, float]]) -> Track | None:
         record = self.store.find_video(match.video)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from frameseek.rmac import Whitening, l2_normalise
 
@@ -53,6 +52,8 @@ def trim_borders(rgb: np.ndarray, tolerance: int = 24, min_share: float = 0.08,
         if colours is None:
             break
         background = (np.abs(view[:, :, None, :] - colours).max(axis=3) <= tolerance).any(axis=2)
+        from scipy import ndimage  # a quarter second of import, paid only by framed queries
+
         labels, count = ndimage.label(~background)
         if count == 0:
             break

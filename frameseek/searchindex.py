@@ -67,6 +67,7 @@ from frameseek.search import (
     hits,
     rerank,
 )
+from frameseek.store.base import StoreError
 from frameseek.store.embedded import DescriptorRows, EmbeddedStore
 from frameseek.store.vectorfile import (
     DamagedFile,
@@ -81,6 +82,7 @@ MANIFEST_KEY = "search_index"
 FORMAT = 1  # of the manifest and the files it names; another one is rebuilt
 FOLDER = "search"
 LOCK = "search.lock"
+OPTIMIZE_LOCK = "optimize.lock"
 
 
 @dataclass(frozen=True)
@@ -358,17 +360,36 @@ class SearchIndex:
             return None
 
     def optimize(self) -> str:
-        """Retrain over every live key frame now (or drop the IVF of a small collection)."""
-        with self._writing():
+        """Retrain over every live key frame now (or drop the IVF of a small collection).
+
+        The long part, training the cells and encoding the rows, runs outside the writers' lock
+        on the rows as they were when it began: videos added meanwhile are committed and
+        searchable as usual, and only the last step (adding what they committed, removing what
+        was removed meanwhile, writing and committing the files) holds the lock. A second
+        optimize of the same index is refused while one runs."""
+        self.folder.mkdir(exist_ok=True)
+        with (self.folder / OPTIMIZE_LOCK).open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"{self.store.directory}: another optimize is running") from None
             rows = self.store.descriptor_rows()
             if rows.live < self.rules.flat_limit:
-                self._commit(None)
+                with self._writing():
+                    self._commit(None)
                 return f"{rows.live} key frames: exact search, no index to train"
-            manifest = self._train(rows)
+            encoded = self._encoded(rows)
+            with self._writing():
+                manifest = self._installed(*encoded, rows, self.store.descriptor_rows())
         return (f"trained {manifest.factory} over {manifest.trained_rows} key frames "
                 f"({manifest.prints['base'].size / 2**20:.0f} MB)")
 
     def _train(self, rows: DescriptorRows) -> Manifest:
+        return self._installed(*self._encoded(rows), rows, rows)
+
+    def _encoded(self, rows: DescriptorRows) -> tuple[str, faiss.Index, faiss.Index]:
+        """A new IVF trained on `rows`' live key frames: its factory string, the trained empty
+        index, and a copy with those rows added."""
         live = np.flatnonzero(rows.row_ids >= 0)
         factory = factory_for(len(live))
         trained = faiss.index_factory(rows.descriptors.shape[1], factory, faiss.METRIC_L2)
@@ -376,13 +397,26 @@ class SearchIndex:
         sample = np.sort(np.random.default_rng(0).choice(
             live, min(len(live), TRAIN_PER_CELL * cells), replace=False))
         trained.train(np.ascontiguousarray(rows.descriptors[sample], dtype=np.float32))
-        written = {"trained": self._write(trained, "trained"),
-                   "recent": self._write(trained, "recent")}
         base = faiss.clone_index(trained)
         _add(base, rows, 0, len(rows))
-        written["base"] = self._write(base, "base")
-        empty = Manifest(rows.file, factory, len(live), 0, 0, 0, {}, {})
-        manifest = empty.with_files(written, covered=len(rows), recent=len(rows))
+        return factory, trained, base
+
+    def _installed(self, factory: str, trained: faiss.Index, base: faiss.Index,
+                   encoded: DescriptorRows, latest: DescriptorRows) -> Manifest:
+        """Write and commit a generation whose base holds `encoded`'s live rows, brought up to
+        `latest` (the rows committed since added, those removed since taken out by id)."""
+        if latest.file != encoded.file:  # the row file was replaced: nothing encoded applies
+            return self._train(latest)
+        gone = np.flatnonzero((encoded.row_ids >= 0) & (latest.ids(np.arange(len(encoded))) < 0))
+        base.remove_ids(gone.astype(np.int64))
+        _add(base, latest, len(encoded), len(latest))
+        written = {"trained": self._write(trained, "trained"),
+                   "recent": self._write(trained, "recent"),
+                   "base": self._write(base, "base")}
+        # Every dead row of the row file is outside the base: none is left for a fold to remove.
+        empty = Manifest(latest.file, factory, latest.live, 0, 0,
+                         len(latest) - latest.live, {}, {})
+        manifest = empty.with_files(written, covered=len(latest), recent=len(latest))
         self._commit(manifest)
         return manifest
 
@@ -415,7 +449,7 @@ class SearchIndex:
         nor the one before name: a reader that checked the one before may be opening it."""
         previous = self.store.get_meta(MANIFEST_KEY) or {}
         self.store.set_meta(MANIFEST_KEY, manifest.to_json() if manifest else None)
-        keep = {LOCK, *previous.get("files", {}).values()}
+        keep = {LOCK, OPTIMIZE_LOCK, *previous.get("files", {}).values()}
         if manifest is not None:
             keep |= set(manifest.files.values())
         remove_unlisted(self.folder, keep)

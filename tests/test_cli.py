@@ -69,16 +69,19 @@ def test_search_prints_a_readable_ranking(sample_index: Path) -> None:
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == f"{SAMPLES / 'query.jpg'}:"
-    assert len(lines) == 3
     assert lines[1].lstrip().startswith("1. ") and BBB.name in lines[1]
+    assert lines[2].lstrip().startswith("2. ")
     assert " 00:3" in lines[1]  # mm:ss.s, in the 31-40 s shot
+    assert lines[3] == "  where it appears:" and len(lines) == 5  # one video, its moments
+    assert BBB.name in lines[4] and "1 appearance, " in lines[4] and "00:33" in lines[4]
 
     strict = frameseek("search", SAMPLES / "query.jpg", "--index", sample_index, "--top", "2",
                        "--min-similarity", "0.9999")
     assert strict.returncode == 0, strict.stderr
     verdict = strict.stdout.splitlines()[1]
     assert verdict.startswith("  no match: ") and verdict.endswith("below 1.00; nearest anyway:")
-    assert strict.stdout.splitlines()[2:] == lines[1:]  # the nearest key frames still listed
+    # The nearest key frames still listed; no video is where the picture appears.
+    assert strict.stdout.splitlines()[2:] == lines[1:3]
 
 
 def test_a_non_image_query_is_one_line_on_stderr(sample_index: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
+from frameseek import features
 from frameseek.features import (
     CAFFE_BGR_MEAN,
     WEIGHTS_SHA256,
@@ -142,3 +143,35 @@ def test_resize_brings_any_image_to_the_input_size(extractor: FeatureExtractor) 
     assert extractor.resize(image).shape == (224, 224, 3)
     square = np.zeros((224, 224, 3), dtype=np.uint8)
     assert extractor.resize(square) is square
+
+
+def test_the_cut_model_is_made_once_and_kept(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    monkeypatch.setenv("FRAMESEEK_CACHE_DIR", str(tmp_path))
+    path = features.pool5_model()
+    assert path.parent == tmp_path and path.stat().st_size > 50e6
+    made = path.stat().st_mtime_ns
+    assert features.pool5_model() == path and path.stat().st_mtime_ns == made
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no half-written file left
+
+
+def test_a_damaged_cut_model_is_rebuilt_from_the_weights(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    monkeypatch.setenv("FRAMESEEK_CACHE_DIR", str(tmp_path))
+    path = features.pool5_model()
+    path.write_bytes(path.read_bytes()[: 1 << 20])  # truncated, as by a disk fault
+    features._backend.cache_clear()
+    try:
+        extractor = features.FeatureExtractor(input_size=64, backend="onnxruntime-fp32")
+        assert extractor.transform(np.zeros((1, 64, 64, 3), np.uint8)).descriptors.shape == (1, 512)
+        assert path.stat().st_size > 50e6
+    finally:
+        features._backend.cache_clear()
+
+
+def test_an_unwritable_cache_falls_back_to_a_temporary_folder(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("FRAMESEEK_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    monkeypatch.setattr(features.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    assert features.pool5_model().parent.parent == tmp_path / "tmp"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sqlite3
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,10 @@ from frameseek.localize import (
     segment_of,
 )
 from frameseek.video import iter_frames
-from tests.conftest import BBB, frame_at
+from tests.conftest import BBB, BIKES, frame_at
+from tests.test_video import write_video
+
+CARPHONE = Path(__file__).parent / "data" / "carphone.mp4"
 
 # Frame 1000 of the bunny clip (41.667 s) is inside a shot with motion; its best key frame is
 # frame 972 (40.5 s), more than a second away, so the key frame's own time cannot pass.
@@ -118,6 +123,18 @@ def test_index_without_tracks_refines_by_decoding(sample_index, query_frame, tmp
     assert abs(top.time - true_time) <= 2 / FPS
 
 
+def test_a_damaged_thumbnail_still_refines_as_a_whole_frame(sample_index, query_frame, tmp_path):
+    copy = tmp_path / "index"
+    shutil.copytree(sample_index, copy)
+    rgb, true_time = query_frame
+    with sqlite3.connect(copy / "frameseek.sqlite") as db:
+        db.execute("UPDATE keyframes SET thumbnail = ?", (b"not a jpeg",))
+    with Index.open(copy) as index:
+        top = index.search(rgb)[0]
+    assert top.video.endswith(BBB.name) and top.refined
+    assert abs(top.time - true_time) <= 2 / FPS
+
+
 def test_rerunning_index_gives_an_old_index_its_tracks(sample_index, sample_videos, tmp_path):
     """Unchanged videos are not re-indexed, but those without a track get one (decode only)."""
     copy = tmp_path / "index"
@@ -202,3 +219,57 @@ def test_query_bytes_and_arrays_give_the_same_moment(sample_index, query_frame):
     Image.fromarray(rgb).save(buffer, format="PNG")
     with Index.open(sample_index) as index:
         assert index.search(buffer.getvalue(), top=1)[0].frame == index.search(rgb, top=1)[0].frame
+
+
+@pytest.fixture(scope="module")
+def recurring(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index of one real encoded video in which the carphone clip's first two seconds play
+    twice, 5 s apart, with three seconds of bikes between."""
+    carphone = [frame.rgb() for frame in iter_frames(CARPHONE)][:60]
+    size = (carphone[0].shape[1], carphone[0].shape[0])
+    bikes = [np.asarray(Image.fromarray(frame.rgb()).resize(size))
+             for frame in iter_frames(BIKES)][:90]
+    images = carphone + bikes + carphone
+    folder = tmp_path_factory.mktemp("recurring")
+    write_video(folder / "recurring.mp4", "mpeg4", images, list(range(len(images))),
+                Fraction(1, 30), Fraction(30), {"b": "3000000"})  # near-lossless
+    with Index.create(folder / "index") as index:
+        assert len(index.add([folder / "recurring.mp4"]).added) == 1
+    return folder
+
+
+def test_a_picture_shown_twice_is_answered_with_both_moments(recurring: Path) -> None:
+    query = [frame.rgb() for frame in iter_frames(CARPHONE)][30]  # at 1.0 s and at 6.0 s
+    with Index.open(recurring / "index") as index:
+        answer = index.answer(query)
+    assert [v.video for v in answer.videos] == [str(recurring / "recurring.mp4")]
+    video = answer.videos[0]
+    assert video.appearances == 2
+    first, second = video.moments  # in time order
+    assert abs(first.time - 1.0) <= 0.5 and abs(second.time - 6.0) <= 0.5
+    assert first.start <= first.time <= first.end < second.start <= second.time <= second.end
+    assert video.score == max(m.similarity for m in video.moments) >= 0.9
+    assert 2.0 <= video.seconds <= 5.0  # two stretches of about 2 s, not the bikes between
+
+
+def test_videos_in_the_cli_json_name_every_moment(recurring: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    query = _jpeg([frame.rgb() for frame in iter_frames(CARPHONE)][30], tmp_path / "q.jpg")
+    assert main(["search", str(query), "--index", str(recurring / "index"), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert set(answer["results"][0]) == {  # the key-frame contract is unchanged
+        "video", "time", "frame", "distance", "keyframe_time", "keyframe_frame", "segment",
+        "refined"}
+    (video,) = answer["videos"]
+    assert set(video) == {"video", "score", "appearances", "seconds", "moments"}
+    assert video["appearances"] == len(video["moments"]) == 2
+    assert set(video["moments"][0]) == {"time", "frame", "similarity", "start", "end"}
+    assert [round(m["time"]) for m in video["moments"]] == [1, 6]
+
+
+def test_a_query_that_matches_nothing_has_no_videos(recurring: Path) -> None:
+    unrelated = frame_at(BBB, 300)[0]
+    with Index.open(recurring / "index") as index:
+        answer = index.answer(unrelated)
+        assert index.verdict(answer.results).match is False
+    assert answer.videos == []

@@ -4,6 +4,7 @@ and a full disk leaving the previous state."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -14,7 +15,14 @@ import numpy as np
 import pytest
 
 from frameseek.index import Index
-from frameseek.searchindex import MANIFEST_KEY, IvfSearcher, SearchIndex, factory_for
+from frameseek.searchindex import (
+    MANIFEST_KEY,
+    OPTIMIZE_LOCK,
+    IvfSearcher,
+    SearchIndex,
+    factory_for,
+)
+from frameseek.store.base import StoreError
 from frameseek.store.embedded import ROW_FILE_KEY, VECTOR_FOLDER, EmbeddedStore
 from tests.robustness import grow_index
 
@@ -90,6 +98,36 @@ def test_the_rules_train_fold_and_retrain_at_the_stated_sizes(tmp_path: Path) ->
             structure.maintain()
         assert manifest(index) is None
         assert not isinstance(index.searcher(), IvfSearcher)
+
+
+def test_videos_added_and_removed_while_optimize_trains_are_in_its_generation(
+        index: Index, tmp_path: Path) -> None:
+    structure = index.search_index
+    assert structure is not None
+    rows = index.store.descriptor_rows()
+    # optimize's two steps, with another writer's work between them: the training and encoding
+    # run on the rows as they were; the install under the lock brings them up to date.
+    encoded = structure._encoded(rows)
+    grow_index.grow(tmp_path / "index", VIDEOS + 2)  # not refused: optimize holds no lock yet
+    index.store.remove_video(grow_index.path(0))
+    with structure._writing():
+        structure._installed(*encoded, rows, index.store.descriptor_rows())
+    installed = manifest(index)
+    assert installed["covered"] == installed["recent"] == (VIDEOS + 2) * grow_index.PER_VIDEO
+    searcher = index.searcher()
+    assert isinstance(searcher, IvfSearcher) and not len(searcher.loose)
+    assert searcher.base.ntotal == (VIDEOS + 1) * grow_index.PER_VIDEO  # the removed one out
+    assert best(index, VIDEOS + 1) == grow_index.path(VIDEOS + 1)
+    assert best(index, 0) is None and best(index, 1) == grow_index.path(1)
+
+
+def test_a_second_optimize_is_refused_while_one_runs(index: Index) -> None:
+    structure = index.search_index
+    assert structure is not None
+    with (structure.folder / OPTIMIZE_LOCK).open("w") as running:
+        fcntl.flock(running, fcntl.LOCK_EX)
+        with pytest.raises(StoreError, match="another optimize is running"):
+            structure.optimize()
 
 
 def test_optimize_of_a_small_collection_keeps_it_exact(grown: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""What every inference back end is: the VGG16 graph cut at pool5 (ONNX bytes from
+"""What every inference back end is: the VGG16 graph cut at pool5 (an ONNX file from
 frameseek/features.py, which owns the cut and the preprocessing), run on one device at one
 precision. Back ends differ in speed and in the last bits of their floats, never in meaning: each
 is held against onnxruntime fp32's maps (`Reference`) at start-up and in the tests."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -41,7 +42,7 @@ class UnknownBackend(ValueError):
     """A back end name that frameseek does not have (a usage error at the command line)."""
 
 
-def _always(model: bytes, threads: int) -> bool:
+def _always(model: Path, threads: int) -> bool:
     return True
 
 
@@ -54,7 +55,7 @@ class BackendSpec:
     device: str
     # Why it cannot run on this machine (a missing package, device or instruction set), or None.
     unavailable: Callable[[], str | None]
-    # (the cut model's ONNX bytes, threads) → a loaded back end; raises if it cannot compile.
+    # (the cut model's ONNX file, threads) → a loaded back end; raises if it cannot compile.
     load: Callable[[bytes, int], Backend]
     # Whether automatic selection takes it when it is available: a back end that is only faster
     # on some hardware measures here, given the model and threads.

@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from frameseek.backends import onnxruntime, openvino
 from frameseek.backends.base import (
@@ -57,7 +58,7 @@ def add_option(parser: argparse.ArgumentParser) -> None:
                              "auto: the fastest this machine offers)")
 
 
-def select(model: bytes, threads: int, reference: Reference, name: str | None = None,
+def select(model: Path, threads: int, reference: Reference, name: str | None = None,
            backends: Sequence[BackendSpec] = BACKENDS) -> Backend:
     """Load the back end `name` asks for (see `requested`), or the first that works after it."""
     name = requested(name, backends)
@@ -79,7 +80,7 @@ def select(model: bytes, threads: int, reference: Reference, name: str | None = 
     raise BackendError("no inference back end works: " + "; ".join(refused))
 
 
-def _candidates(name: str, model: bytes, threads: int, backends: Sequence[BackendSpec],
+def _candidates(name: str, model: Path, threads: int, backends: Sequence[BackendSpec],
                 refused: list[str]) -> Iterator[BackendSpec]:
     """The back end asked for, then those after it in automatic order that can run here and are
     worth it; why one cannot run is added to `refused` where it was asked for by name."""

@@ -147,8 +147,10 @@ def _thumbnail(rgb: np.ndarray) -> bytes:
 
 def cached_analysis(path: Path, cache_dir: Path, extractor: FeatureExtractor,
                     config: IndexConfig) -> VideoAnalysis:
-    """`analyse`, remembered under `cache_dir` by file content and sampling parameters."""
-    key = f"{content_id(path)[:24]}-{config.sample_fps}-{extractor.input_size}-v{CACHE_VERSION}"
+    """`analyse`, remembered under `cache_dir` by file content, sampling parameters and the back
+    end that computed the maps (an fp32 and a bf16 run never share an entry)."""
+    key = (f"{content_id(path)[:24]}-{config.sample_fps}-{extractor.input_size}-"
+           f"{extractor.backbone.backend.name}-v{CACHE_VERSION}")
     file = cache_dir / f"{key}.npz"
     if file.exists():
         with np.load(file, allow_pickle=False) as data:

@@ -1,4 +1,6 @@
-"""`frameseek eval run`: the paper's experiments on a corpus, written up as a report."""
+"""`frameseek eval run`: the paper's experiments on a corpus, written up as a report;
+`frameseek eval compare`: two such runs' accuracies side by side; `frameseek eval clips`: clip
+queries cut from the corpus."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from frameseek import backends
 from frameseek.index import IndexConfig
 
 SMOKE_QUERIES_PER_VIDEO = 3
@@ -35,7 +38,29 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "`frameseek index --no-coverage`")
     runner.add_argument("--smoke", action="store_true",
                         help="a quick run: fewer queries, three θ values")
+    backends.add_option(runner)
     runner.set_defaults(run=_run)
+    comparer = actions.add_parser(
+        "compare", help="two runs' accuracies side by side (e.g. an fp32 and a bf16 back end), "
+                        "exit 1 if any differs by more than the tolerance")
+    comparer.add_argument("first", type=Path, metavar="RUN", help="an eval run's --out folder")
+    comparer.add_argument("second", type=Path, metavar="RUN")
+    comparer.add_argument("--names", nargs=2, metavar=("FIRST", "SECOND"),
+                          help="column titles (default: the runs' back ends)")
+    comparer.add_argument("--tolerance", type=float, default=0.005, metavar="T")
+    comparer.add_argument("--out", type=Path, metavar="FILE",
+                          help="write the markdown here (default: stdout)")
+    comparer.set_defaults(run=_compare)
+    clips = actions.add_parser(
+        "clips", help="clip queries cut from the corpus (re-encoded, smaller, other frame rate, "
+                      "cropped, overlaid, joined; outside ones) searched in an index of it")
+    clips.add_argument("--corpus", required=True, type=Path, metavar="DIR")
+    clips.add_argument("--index", required=True, type=Path, metavar="DIR",
+                       help="an index of the corpus, e.g. an eval run's out/index/rmac")
+    clips.add_argument("--out", required=True, type=Path, metavar="DIR")
+    clips.add_argument("--seed", type=int, default=0, metavar="S")
+    backends.add_option(clips)
+    clips.set_defaults(run=_clips)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -56,4 +81,35 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {args.out / 'report.md'} (top-1 video, plain / perturbed: " + "; ".join(
         f"{name} {sets['plain']['top1_video']:.3f} / {sets['perturbed']['top1_video']:.3f}"
         for name, sets in top1.items()) + ")")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from frameseek.eval import compare
+
+    first, second = compare.load(args.first), compare.load(args.second)
+    names = tuple(args.names or (_backend_name(first, args.first),
+                                 _backend_name(second, args.second)))
+    text, over = compare.report(first, second, names, args.tolerance)  # type: ignore[arg-type]
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.write_text(text)
+        print(f"{args.out}: {len(over)} accuracies differ by more than {args.tolerance}")
+    return 1 if over else 0
+
+
+def _backend_name(results: dict, run: Path) -> str:
+    return (results["meta"].get("inference") or {}).get("name") or str(run)
+
+
+def _clips(args: argparse.Namespace) -> int:
+    from frameseek.eval import clips
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = clips.run(args.corpus, args.index, args.out, args.seed,
+                        "frameseek " + shlex.join(sys.argv[1:]))
+    print(f"{args.out / 'clips.md'}: clips from indexed videos found "
+          f"{results['inside_found']:.3f}; " + "; ".join(
+              f"{kind} {row['found']:.3f}" for kind, row in results["kinds"].items()))
     return 0

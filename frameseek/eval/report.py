@@ -39,7 +39,9 @@ def render(r: dict) -> list[str]:
         "# frameseek evaluation" + (" (smoke run)" if meta["smoke"] else ""),
         "",
         f"Generated {meta['date']} on {meta['machine']}, Python {meta['python']}, in "
-        f"{meta['seconds']:.0f} s (cached analysis reused where present).",
+        f"{meta['seconds']:.0f} s (cached analysis reused where present). CNN: "
+        + (f"{meta['inference']['name']} ({meta['inference']['precision']} on "
+           f"{meta['inference']['device']})." if "inference" in meta else "back end not recorded."),
         "",
         f"Command: `{meta['command']}`",
         "",

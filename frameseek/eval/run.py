@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frameseek import backends
 from frameseek.eval.analysis import VideoAnalysis, cached_analysis
 from frameseek.eval.gallery import write_gallery
 from frameseek.eval.localisation import evaluate as evaluate_localisation
@@ -118,7 +119,7 @@ def run(settings: Settings) -> dict:
     log.info("localisation measured")
 
     results = {
-        "meta": meta(settings, config),
+        "meta": meta(settings, config, extractor),
         "corpus": corpus_summary(videos, analyses, queries),
         "indexing": indexing_summary(analyses, methods),
         "methods": {
@@ -156,6 +157,7 @@ def embed_queries(queries: list[Query], query_dir: Path, extractor: FeatureExtra
     """
     listing = (query_dir / QUERIES_FILE).read_bytes()
     key = hashlib.sha256(listing + str(extractor.input_size).encode()
+                         + extractor.backbone.backend.name.encode()
                          + QUERY_CACHE_VERSION).hexdigest()[:24]
     cache = out / "cache" / f"queries-{key}.npz"
     rgbs = [load_image(query_dir / q.file) for q in queries]
@@ -224,7 +226,7 @@ def gallery_picks(outcomes: list[Outcome], seed: int, count: int = 3) -> list[Ou
     return picks
 
 
-def meta(settings: Settings, config: IndexConfig) -> dict:
+def meta(settings: Settings, config: IndexConfig, extractor: FeatureExtractor) -> dict:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {_cpu_name()}, {_cpu_count()} CPU cores available",
@@ -233,6 +235,7 @@ def meta(settings: Settings, config: IndexConfig) -> dict:
         "smoke": settings.smoke,
         "seed": settings.seed,
         "queries_per_video": settings.per_video,
+        "inference": backends.describe(extractor.backbone.backend),
         "config": {"theta": config.theta, "sample_fps": config.sample_fps,
                    "samples_per_cluster": config.samples_per_cluster,
                    "input_size": config.input_size, "coverage_margin": config.coverage_margin},

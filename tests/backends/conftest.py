@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from frameseek.features import pool5_model
 
 
 @pytest.fixture(scope="session")
-def model() -> bytes:
+def model() -> Path:
     return pool5_model()

@@ -4,6 +4,8 @@ by onnxruntime fp32): the cosine of descriptors and of maps at least MIN_COSINE 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from tests.test_features import REFERENCE, reference_inputs
 
 
 @pytest.mark.parametrize("spec", BACKENDS, ids=[spec.name for spec in BACKENDS])
-def test_back_end_reproduces_the_fp32_reference(spec: BackendSpec, model: bytes) -> None:
+def test_back_end_reproduces_the_fp32_reference(spec: BackendSpec, model: Path) -> None:
     reason = spec.unavailable()
     if reason is not None:
         pytest.skip(f"{spec.name} cannot run here: {reason}")

@@ -18,7 +18,7 @@ from frameseek.features import preprocess
 from tests.test_features import reference_inputs
 
 
-def backend_or_skip(model: bytes, precision: str) -> OpenVINOBackend:
+def backend_or_skip(model: Path, precision: str) -> OpenVINOBackend:
     spec = ov_backends.BF16 if precision == "bf16" else ov_backends.FP32
     reason = spec.unavailable()
     if reason is not None:
@@ -27,20 +27,20 @@ def backend_or_skip(model: bytes, precision: str) -> OpenVINOBackend:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_the_precision_asked_for_is_the_one_compiled(model: bytes, precision: str) -> None:
+def test_the_precision_asked_for_is_the_one_compiled(model: Path, precision: str) -> None:
     backend = backend_or_skip(model, precision)
     compiled = backend._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     assert compiled == ov_backends.OPENVINO_PRECISION[precision]
 
 
-def test_one_compiled_model_serves_every_batch_and_size(model: bytes) -> None:
+def test_one_compiled_model_serves_every_batch_and_size(model: Path) -> None:
     backend = backend_or_skip(model, "fp32")
     assert backend(np.zeros((1, 96, 160, 3), np.float32)).shape == (1, 512, 3, 5)
     assert backend(np.zeros((3, 64, 64, 3), np.float32)).shape == (3, 512, 2, 2)
     assert backend(np.zeros((2, 224, 224, 3), np.float32)).shape == (2, 512, 7, 7)
 
 
-def test_threads_may_share_one_backend(model: bytes) -> None:
+def test_threads_may_share_one_backend(model: Path) -> None:
     backend = backend_or_skip(model, "fp32")
     images = preprocess(reference_inputs())
     alone = [backend(image[None]) for image in images]
@@ -50,7 +50,7 @@ def test_threads_may_share_one_backend(model: bytes) -> None:
         assert (pool5_cosine(maps, alone[i % 2]) > 0.99999).all()
 
 
-def test_bf16_speed_measurement_is_kept_per_cpu(model: bytes, tmp_path: Path,
+def test_bf16_speed_measurement_is_kept_per_cpu(model: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     if native_bf16(cpu_flags()) != "avx512":
         pytest.skip("measured only on CPUs with AVX512-BF16 and no AMX (AMX: bf16 always, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from frameseek.backends.onnxruntime import OnnxRuntimeBackend
 from frameseek.features import VGG16Pool5, self_check_reference
 
 
-def cannot_compile(model: bytes, threads: int) -> OnnxRuntimeBackend:
+def cannot_compile(model: Path, threads: int) -> OnnxRuntimeBackend:
     raise RuntimeError("Exception from src/plugin.cpp:123:\nno kernel for Conv\n  at frame 7")
 
 
@@ -38,7 +39,7 @@ class ChannelsShuffled:
     device = "CPU"
     name = "shuffled-fp32"
 
-    def __init__(self, model: bytes, threads: int) -> None:
+    def __init__(self, model: Path, threads: int) -> None:
         self._real = OnnxRuntimeBackend(model, threads, "CPU")
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
@@ -70,7 +71,7 @@ def test_names_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_first_back_end_that_loads_is_used_with_one_warning_line(
-        model: bytes, caplog: pytest.LogCaptureFixture) -> None:
+        model: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="frameseek")
     backend = select(model, 1, self_check_reference(), "broken-fp32",
                      [BROKEN, ort_backends.CPU])
@@ -81,7 +82,7 @@ def test_the_first_back_end_that_loads_is_used_with_one_warning_line(
 
 
 def test_a_back_end_that_disagrees_with_the_reference_is_not_used(
-        model: bytes, caplog: pytest.LogCaptureFixture) -> None:
+        model: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="frameseek")
     backend = select(model, 1, self_check_reference(), AUTO, [SHUFFLED, ort_backends.CPU])
     assert backend.name == "onnxruntime-fp32"
@@ -93,7 +94,7 @@ def test_a_back_end_that_disagrees_with_the_reference_is_not_used(
 
 
 def test_one_line_tells_every_back_end_given_up(
-        model: bytes, caplog: pytest.LogCaptureFixture) -> None:
+        model: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="frameseek")
     backend = select(model, 1, self_check_reference(), "absent-fp32",
                      [ABSENT, BROKEN, ort_backends.CPU])
@@ -104,20 +105,20 @@ def test_one_line_tells_every_back_end_given_up(
 
 
 def test_auto_skips_what_cannot_run_here_silently(
-        model: bytes, caplog: pytest.LogCaptureFixture) -> None:
+        model: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="frameseek")
     backend = select(model, 1, self_check_reference(), AUTO, [ABSENT, ort_backends.CPU])
     assert backend.name == "onnxruntime-fp32" and not caplog.records
 
 
-def test_nothing_that_works_is_an_error_naming_each_reason(model: bytes) -> None:
+def test_nothing_that_works_is_an_error_naming_each_reason(model: Path) -> None:
     broken_too = replace(BROKEN, name="broken-too-fp32")
     with pytest.raises(BackendError, match=r"no inference back end works: broken-fp32 failed to "
                                            r"load .*; broken-too-fp32 failed to load"):
         select(model, 1, self_check_reference(), AUTO, [BROKEN, broken_too])
 
 
-def test_auto_picks_a_back_end_that_passes_its_self_check(model: bytes) -> None:
+def test_auto_picks_a_back_end_that_passes_its_self_check(model: Path) -> None:
     reference = self_check_reference()
     backend = select(model, 2, reference, AUTO)
     assert backend.name in names()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from frameseek import backends
 from frameseek.cli import main
 from frameseek.eval.run import SMOKE_THETAS
 from frameseek.index import Index, IndexConfig
@@ -47,6 +48,9 @@ def test_every_method_and_set_is_reported_with_figures_in_range(evaluation: Path
     for name in METHODS:
         assert report.count(f"| {name} |") >= 4, name  # both sets, paper and size tables
     assert "## Accuracy, plain queries" in report and "## Accuracy, perturbed queries" in report
+    inference = r["meta"]["inference"]  # the back end is part of every figure's meaning
+    assert inference["name"] in backends.names() and f"CNN: {inference['name']}" in report
+    assert all(inference["name"] in c.name for c in (evaluation / "cache" / "analysis").iterdir())
 
 
 def test_localisation_is_reported_for_both_sets_with_and_without_refinement(
