@@ -37,6 +37,10 @@ class ClipError(VideoError):
     """A clip that cannot be a query: undecodable, without video, or too long."""
 
 
+class ClipTooLong(ClipError):
+    """A clip over MAX_CLIP_S."""
+
+
 @dataclass(frozen=True)
 class Sample:
     """One sampled frame of the clip: its time, its trimmed pixels and what it matched."""
@@ -88,14 +92,14 @@ def sample_clip(path: Path, fps: float = CLIP_FPS, max_seconds: float = MAX_CLIP
     except VideoError as exc:
         raise ClipError(str(exc)) from None
     if info.duration > max_seconds:
-        raise ClipError(f"{path}: the clip is {info.duration:.0f} s long; clip queries take at "
+        raise ClipTooLong(f"{path}: the clip is {info.duration:.0f} s long; clip queries take at "
                         f"most {max_seconds:.0f} s")
     sampler, frames, first = Sampler(fps), [], None
     try:
         for frame in iter_frames(path):
             first = frame.time if first is None else first
             if frame.time - first > max_seconds:
-                raise ClipError(f"{path}: the clip runs past {max_seconds:.0f} s; clip queries "
+                raise ClipTooLong(f"{path}: the clip runs past {max_seconds:.0f} s; clip queries "
                                 f"take at most {max_seconds:.0f} s")
             if sampler.take(frame.time - first):
                 frames.append((frame.time - first, frame.rgb()))

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -39,9 +40,11 @@ from pydantic import BaseModel
 from starlette.types import Message
 
 from frameseek import __version__, backends
-from frameseek.index import Index, Match, Verdict
+from frameseek.clips import MAX_CLIP_S, ClipAnswer, ClipError, ClipTooLong
+from frameseek.index import Index
 from frameseek.keyframes import StageTimer
 from frameseek.query import MAX_PIXELS, QueryError, load_image
+from frameseek.results import Match, Verdict, VideoResult
 from frameseek.robust import crop_to_content
 from frameseek.server.accesslog import AccessLog, AccessLogFormat
 from frameseek.server.auth import (
@@ -60,6 +63,7 @@ from frameseek.server.batching import (
 )
 from frameseek.server.limits import RateLimiter
 from frameseek.store.base import VideoRecord
+from frameseek.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger("frameseek.server")
 
@@ -111,6 +115,26 @@ class SearchResult(BaseModel):
     video_url: str | None  # None only if the video was removed while the query ran
 
 
+class MomentEntry(BaseModel):
+    time: float
+    frame: int
+    similarity: float
+    start: float  # the stretch of video the moment stands for
+    end: float
+
+
+class VideoMoments(BaseModel):
+    """A matching video with every distinct moment the picture appears in it, in time order."""
+
+    video: str
+    score: float
+    appearances: int
+    seconds: float
+    moments: list[MomentEntry]
+    duration: float | None  # the video's, for a timeline; None if removed meanwhile
+    video_url: str | None
+
+
 class StageTimes(BaseModel):
     """Where a search's time went, in ms. `embed` includes the wait for the batch's forward."""
 
@@ -118,6 +142,7 @@ class StageTimes(BaseModel):
     embed: float
     search: float
     refine: float
+    moments: float  # every moment of the matching videos
 
 
 class SearchResponse(BaseModel):
@@ -127,8 +152,31 @@ class SearchResponse(BaseModel):
     similarity: float | None  # the nearest key frame's (cosine of the fine vectors)
     threshold: float | None
     results: list[SearchResult]
+    videos: list[VideoMoments]  # best first; empty when nothing matches
     took_ms: float
     stages_ms: StageTimes
+
+
+class ClipSegment(BaseModel):
+    """[query_start, query_end] of the clip is [start, end] of `video`."""
+
+    video: str
+    start: float
+    end: float
+    query_start: float
+    query_end: float
+    score: float
+    samples: int
+    duration: float | None
+    video_url: str | None
+
+
+class ClipResponse(BaseModel):
+    match: bool | None
+    samples: int  # frames of the clip searched
+    duration: float
+    segments: list[ClipSegment]  # best first
+    took_ms: float
 
 
 class VideoEntry(BaseModel):
@@ -212,7 +260,7 @@ class IndexService:
         return DecodedQuery(pixels, self.index.extractor.resize(pixels))
 
     def match(self, query: DecodedQuery, embedding: Embedding, top: int, stages: StageTimer
-              ) -> tuple[list[Match], Verdict | None]:
+              ) -> tuple[list[Match], Verdict | None, list[VideoResult]]:
         with stages.stage("search"):
             with self._lock:
                 # `Index.searcher()` rebuilds the search structure when the index changed on
@@ -221,7 +269,17 @@ class IndexService:
             matches = self.index.search_features(embedding.index, embedding.descriptor, top)
         with stages.stage("refine"):
             matches = self.index.localizer.refine(query.pixels, matches)
-        return matches, self.index.verdict(matches)
+        with stages.stage("moments"):
+            videos = self.index.videos_of(query.pixels, embedding.index, embedding.descriptor)
+        return matches, self.index.verdict(matches), videos
+
+    def clip(self, data: bytes, suffix: str) -> ClipAnswer:
+        """A clip query: the upload goes to a temporary file (the decoder reads files), which
+        is deleted after; the index is only read."""
+        with tempfile.NamedTemporaryFile(suffix=suffix) as clip:
+            clip.write(data)
+            clip.flush()
+            return self.index.search_clip(clip.name)
 
     def catalogue(self) -> Catalogue:
         """The videos as of now: re-read only when the store's version changed, which it does
@@ -304,6 +362,15 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _duration(record: VideoRecord | None) -> float | None:
+    return record.duration if record is not None else None
+
+
+def _without_path(exc: Exception) -> str:
+    """A clip error's message without the temporary file's name it starts with."""
+    return str(exc).split(": ", 1)[-1]
+
+
 def _client(request: Request) -> str:
     return f"{request.client.host}:{request.client.port}" if request.client else "?"
 
@@ -375,6 +442,22 @@ class Contract:
         described["openapi_extra"] = {**described.get("openapi_extra", {}), **image}
         return described
 
+    def clip(self) -> dict[str, Any]:
+        responses: dict[int | str, Any] = {
+            400: _error("a body that is not well-formed multipart/form-data"),
+            413: _error("upload over the size limit, or a clip over the length limit"),
+            422: {"model": ErrorResponse | ValidationErrorResponse,
+                  "description": "an empty upload, a file with no decodable video, or a "
+                                 "malformed request (no `clip` field)"},
+        }
+        if self.settings.rate_per_minute > 0:
+            responses[429] = _error("this client is over its rate limit", RETRY_AFTER)
+        described = self.protected(responses)
+        video = {"requestBody": {"content": {"multipart/form-data": {
+            "encoding": {"clip": {"contentType": "video/*"}}}}}}
+        described["openapi_extra"] = {**described.get("openapi_extra", {}), **video}
+        return described
+
     def complete(self, app: FastAPI) -> None:
         """Finishes the OpenAPI description once FastAPI has built it: the security schemes, and
         no 422 where FastAPI adds one unasked, on routes whose only parameters are path strings
@@ -435,8 +518,8 @@ def create_app(index: Index, settings: ServerSettings | None = None,
                 query = await anyio.to_thread.run_sync(service.decode, data, limiter=limiter)
             with stages.stage("embed"):
                 embedding = await asyncio.wrap_future(service.batcher.submit(query.resized))
-            matches, verdict = await anyio.to_thread.run_sync(service.match, query, embedding, top,
-                                                              stages, limiter=limiter)
+            matches, verdict, videos = await anyio.to_thread.run_sync(
+                service.match, query, embedding, top, stages, limiter=limiter)
         except QueryError as exc:
             service.rejected += 1
             log.warning("%s: search refused: %s", _client(request), exc)
@@ -459,9 +542,41 @@ def create_app(index: Index, settings: ServerSettings | None = None,
                  image.filename, len(data), len(results), took_ms)
         answer = verdict.to_json() if verdict else {"match": None, "similarity": None,
                                                     "threshold": None}
-        return SearchResponse(**answer, results=results, took_ms=round(took_ms, 1),
+        found = [VideoMoments(**v.to_json(), duration=_duration(by_path.get(v.video)),
+                              video_url=video_url(root, by_path.get(v.video))) for v in videos]
+        return SearchResponse(**answer, results=results, videos=found, took_ms=round(took_ms, 1),
                               stages_ms=StageTimes(**{name: round(seconds * 1000, 1)
                                                       for name, seconds in stages.seconds.items()}))
+
+    @uploads.post("/api/search/clip", response_model=ClipResponse, **contract.clip())
+    async def search_clip(
+        request: Request,
+        clip: Annotated[UploadFile, File(description="the query clip (any video the decoder "
+                                                     f"reads, at most {MAX_CLIP_S:.0f} s)")],
+    ) -> ClipResponse:
+        """Where a short video comes from: its segments in the indexed videos, best first."""
+        data = await clip.read()
+        if not data:
+            raise HTTPException(422, "empty upload, not a video")
+        start = time.perf_counter()
+        suffix = Path(clip.filename or "").suffix.lower()
+        suffix = suffix if suffix in VIDEO_EXTENSIONS else ".mp4"
+        try:
+            answer = await anyio.to_thread.run_sync(service.clip, data, suffix, limiter=limiter)
+        except ClipTooLong as exc:
+            raise HTTPException(413, _without_path(exc)) from exc
+        except ClipError as exc:
+            log.warning("%s: clip refused: %s", _client(request), exc)
+            raise HTTPException(422, f"not a usable clip: {_without_path(exc)}") from exc
+        service.searches += 1
+        root = request.scope.get("root_path", "")
+        by_path = service.catalogue().by_path
+        return ClipResponse(
+            match=answer.match, samples=answer.samples, duration=round(answer.duration, 3),
+            segments=[ClipSegment(**s.to_json(), duration=_duration(by_path.get(s.video)),
+                                  video_url=video_url(root, by_path.get(s.video)))
+                      for s in answer.segments],
+            took_ms=round((time.perf_counter() - start) * 1000, 1))
 
     app.include_router(uploads)
 

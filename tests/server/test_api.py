@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -15,6 +17,7 @@ from frameseek.server.app import OTHER_VIDEO_MEDIA_TYPE, VIDEO_MEDIA_TYPES
 from frameseek.video import VIDEO_EXTENSIONS, iter_frames
 from tests.conftest import BBB, BIKES, SAMPLES
 from tests.server.conftest import Server, running_server
+from tests.test_video import write_video
 
 QUERY = SAMPLES / "query.jpg"
 CARPHONE = Path(__file__).parents[1] / "data" / "carphone.mp4"
@@ -36,13 +39,58 @@ def test_search_finds_the_moment_a_still_comes_from(server: Server) -> None:
     assert abs(first["time"] - QUERY_TIME) < 1.0
     assert answer["took_ms"] > 0
     stages = answer["stages_ms"]
-    assert set(stages) == {"decode", "embed", "search", "refine"}
+    assert set(stages) == {"decode", "embed", "search", "refine", "moments"}
     assert all(ms >= 0 for ms in stages.values())
     assert sum(stages.values()) <= answer["took_ms"] + 0.5  # each rounded to 0.1 ms
     assert answer["match"] is True and answer["similarity"] >= answer["threshold"]
     assert len(answer["results"]) == 12  # the default `top`
     assert set(first) == {"video", "time", "frame", "distance", "thumbnail_url", "video_url",
                           "keyframe_time", "keyframe_frame", "segment", "refined"}
+    (video,) = answer["videos"]  # the bunny clip, with the moment the still shows
+    assert Path(video["video"]).name == BBB.name and video["appearances"] >= 1
+    assert any(abs(m["time"] - QUERY_TIME) < 1.0 for m in video["moments"])
+    assert video["duration"] == pytest.approx(60.0, abs=1.0) and "?sig=" in video["video_url"]
+
+
+def clip_search(server: Server, clip: Path) -> tuple[int, dict]:
+    with server.client() as client, clip.open("rb") as handle:
+        response = client.post("/api/search/clip",
+                               files={"clip": (clip.name, handle, "video/mp4")})
+    return response.status_code, response.json()
+
+
+def test_a_clip_upload_answers_where_it_was_cut_from(server: Server, tmp_path: Path) -> None:
+    status, answer = clip_search(server, bunny_clip(tmp_path))
+    assert status == 200, answer
+    assert answer["match"] is True and answer["samples"] == 8
+    best = answer["segments"][0]
+    assert Path(best["video"]).name == BBB.name and abs(best["start"] - 25.0) < 1.0
+    assert best["video_url"] and best["duration"] == pytest.approx(60.0, abs=1.0)
+
+
+@pytest.mark.parametrize("content, status", [(b"", 422), (b"\x00not a video" * 64, 422),
+                                             (None, 413)], ids=["empty", "garbage", "too long"])
+def test_a_clip_that_cannot_be_a_query_is_a_4xx_in_one_line(
+        server: Server, tmp_path: Path, content: bytes | None, status: int) -> None:
+    clip = tmp_path / "clip.mp4"
+    if content is None:  # 125 s of tiny frames: over the 120 s a clip query takes
+        frames = [np.full((48, 64, 3), (i * 2) % 256, np.uint8) for i in range(125)]
+        write_video(clip, "mpeg4", frames, list(range(125)), Fraction(1, 1), Fraction(1))
+    else:
+        clip.write_bytes(content)
+    answered, body = clip_search(server, clip)
+    assert answered == status, body
+    assert "\n" not in body["detail"] and str(tmp_path) not in body["detail"]
+
+
+def bunny_clip(directory: Path) -> Path:
+    """25-29 s of the bunny clip at half size and 12 fps, re-encoded."""
+    frames = [np.asarray(Image.fromarray(f.rgb()).resize((320, 180)))
+              for f in iter_frames(BBB) if 25 <= f.time < 29][::2]
+    path = directory / "bunny.mp4"
+    write_video(path, "mpeg4", frames, list(range(len(frames))), Fraction(1, 12), Fraction(12),
+                {"b": "1000000"})
+    return path
 
 
 def test_an_image_from_no_indexed_video_is_no_match(server: Server, tmp_path: Path) -> None:
@@ -131,6 +179,7 @@ def test_openapi_describes_the_api(server: Server) -> None:
     # The session server needs a token and has no rate limit: 401 everywhere but /healthz.
     assert statuses == {
         ("post", "/api/search"): {"200", "400", "401", "413", "415", "422", "503"},
+        ("post", "/api/search/clip"): {"200", "400", "401", "413", "422"},
         ("get", "/api/videos"): {"200", "401"},
         ("get", "/api/stats"): {"200", "401"},
         ("get", "/healthz"): {"200"},

@@ -16,7 +16,7 @@ from frameseek.query import QueryError, load_image
 from frameseek.video import format_time
 from tests.conftest import ARTIFACTS, BBB, SAMPLES
 from tests.server.conftest import PREFIX, Proxied, Server
-from tests.server.test_api import outside_query
+from tests.server.test_api import bunny_clip, outside_query
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -116,7 +116,7 @@ def test_upload_shows_results_and_plays_the_moment(page, server: Server) -> None
     assert time_text == format_time(expected["time"])
     assert re.fullmatch(r"00:3[345]\.\d", time_text)  # the query is the bunny at 33.458 s
     assert re.fullmatch(r"\d+ ms", page.locator("#took").text_content())
-    assert re.fullmatch(r" \(decode \d+ · embed \d+ · search \d+ · refine \d+ ms\)",
+    assert re.fullmatch(r" \(decode \d+ · embed \d+ · search \d+ · refine \d+ · moments \d+ ms\)",
                         page.locator("#stages").text_content())
     assert page.locator(".result").count() == 24
     assert page.locator("#no-match").count() == 0
@@ -139,6 +139,30 @@ def test_upload_shows_results_and_plays_the_moment(page, server: Server) -> None
                          ".every(i => i.naturalWidth > 0)")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
+
+
+def test_a_dropped_clip_shows_where_it_was_cut_from_and_plays_it(page,
+                                                                   tmp_path: Path) -> None:
+    page.set_input_files("#file-input", str(bunny_clip(tmp_path)))
+    page.wait_for_selector(".video-card")
+    assert page.locator("#summary").text_content().startswith("A clip of ")
+    card = page.locator(".video-card").first
+    assert BBB.name in card.locator(".video-name").text_content()
+    card.locator(".mark").first.click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#player');"
+        " return v.readyState >= 1 && !v.seeking && Math.abs(v.currentTime - 25) < 1.5; }",
+        timeout=60_000)
+
+
+def test_the_moments_of_a_video_are_marks_on_its_timeline(page) -> None:
+    page.set_input_files("#file-input", str(QUERY))
+    page.wait_for_selector(".video-card .mark")
+    card = page.locator(".video-card").first
+    assert BBB.name in card.locator(".video-name").text_content()
+    assert "appearance" in card.locator(".video-name").text_content()
+    time = float(card.locator(".mark").first.get_attribute("data-time"))
+    assert abs(time - 33.458) < 1.0
 
 
 def test_an_image_from_no_indexed_video_says_no_match(page, tmp_path: Path) -> None:

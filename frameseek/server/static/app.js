@@ -9,6 +9,7 @@ const preview = $("#preview");
 const statusLine = $("#status");
 const summary = $("#summary");
 const results = $("#results");
+const videoCards = $("#videos");
 const player = $("#player");
 const playerPanel = $("#player-panel");
 const workspace = $("#workspace");
@@ -116,10 +117,11 @@ async function search(file) {
   drop.classList.add("has-image", "busy");
   setStatus(`Searching with ${file.name || "pasted image"}…`);
 
+  const isClip = file.type.startsWith("video/");
   const body = new FormData();
-  body.append("image", file, file.name || "pasted-image.png");
+  body.append(isClip ? "clip" : "image", file, file.name || "pasted-image.png");
   try {
-    const response = await api(`api/search?top=${TOP}`, {
+    const response = await api(isClip ? "api/search/clip" : `api/search?top=${TOP}`, {
       method: "POST", body, signal: controller.signal,
     });
     if (!response.ok) {
@@ -128,7 +130,8 @@ async function search(file) {
     }
     const answer = await response.json();
     setStatus(file.name || "pasted image");
-    render(answer);
+    if (isClip) renderClip(answer);
+    else render(answer);
   } catch (error) {
     if (error.name !== "AbortError") setStatus(`Could not reach the server (${error.message})`, true);
   } finally {
@@ -148,10 +151,40 @@ function stageBreakdown(stagesMs) {
   return stages;
 }
 
+// One card per video: its name, how often and how long the picture is on screen, and a
+// timeline with a mark at each moment (a segment, for a clip), each playing from there.
+function videoCard(video, spans, label) {
+  const card = document.createElement("li");
+  card.className = "video-card";
+  const name = document.createElement("p");
+  name.className = "video-name";
+  name.textContent = `${baseName(video.video)} · ${label}`;
+  const line = document.createElement("div");
+  line.className = "timeline";
+  const length = Math.max(video.duration ?? 0, ...spans.map((s) => s.end), 1);
+  for (const span of spans) {
+    const mark = document.createElement("button");
+    mark.type = "button";
+    mark.className = "mark";
+    mark.style.left = `${(100 * span.start) / length}%`;
+    mark.style.width = `max(6px, ${(100 * (span.end - span.start)) / length}%)`;
+    mark.title = `${formatTime(span.time)}`;
+    mark.dataset.time = span.time;
+    mark.addEventListener("click", () => play({ ...video, time: span.time }, mark));
+    line.append(mark);
+  }
+  card.append(name, line);
+  return card;
+}
+
 function render({
-  results: matches, took_ms: tookMs, stages_ms: stagesMs, match: found, similarity, threshold,
+  results: matches, videos = [], took_ms: tookMs, stages_ms: stagesMs, match: found, similarity,
+  threshold,
 }) {
   results.replaceChildren();
+  videoCards.replaceChildren(...videos.map((video) => videoCard(video, video.moments,
+    `${video.appearances === 1 ? "1 appearance" : `${video.appearances} appearances`}, ` +
+    `${video.seconds.toFixed(1)} s`)));
   const count = matches.length === 1 ? "1 result" : `${matches.length} results`;
   const took = document.createElement("strong");
   took.id = "took";
@@ -186,8 +219,23 @@ function render({
   });
 }
 
+function renderClip({ segments, match: found, samples, duration, took_ms: tookMs }) {
+  results.replaceChildren();
+  const took = document.createElement("strong");
+  took.id = "took";
+  took.textContent = `${Math.round(tookMs)} ms`;
+  const what = found === false || !segments.length ? "no match"
+    : segments.length === 1 ? "1 segment" : `${segments.length} segments`;
+  summary.replaceChildren(`A clip of ${duration.toFixed(1)} s (${samples} frames searched): ` +
+    `${what} · query took `, took);
+  videoCards.replaceChildren(...segments.map((segment) => videoCard(segment,
+    [{ start: segment.start, end: segment.end, time: segment.start }],
+    `${formatTime(segment.start)}–${formatTime(segment.end)} is the clip's ` +
+    `${segment.query_start.toFixed(1)}–${segment.query_end.toFixed(1)} s`)));
+}
+
 function play(match, button) {
-  for (const other of results.querySelectorAll(".result.selected")) other.classList.remove("selected");
+  for (const other of document.querySelectorAll(".selected")) other.classList.remove("selected");
   button.classList.add("selected");
   nowPlaying.textContent = `${baseName(match.video)} from ${formatTime(match.time)}`;
   playerPanel.hidden = false;
@@ -223,9 +271,11 @@ async function showStats() {
   }
 }
 
+const searchable = (type) => type.startsWith("image/") || type.startsWith("video/");
+
 function firstImage(items) {
   for (const item of items ?? []) {
-    if (item.kind === "file" && item.type.startsWith("image/")) return item.getAsFile();
+    if (item.kind === "file" && searchable(item.type)) return item.getAsFile();
   }
   return null;
 }
@@ -260,9 +310,9 @@ window.addEventListener("drop", (event) => {
   dragDepth = 0;
   document.body.classList.remove("dragging");
   const file = firstImage(event.dataTransfer?.items) ??
-    [...(event.dataTransfer?.files ?? [])].find((f) => f.type.startsWith("image/"));
+    [...(event.dataTransfer?.files ?? [])].find((f) => searchable(f.type));
   if (file) search(file);
-  else setStatus("That is not an image file.", true);
+  else setStatus("That is neither an image nor a video file.", true);
 });
 
 showStats();
