@@ -45,7 +45,7 @@ from frameseek.results import Answer, Match, Verdict, VideoResult, similarity
 from frameseek.robust import NoMatch, crop_to_content
 from frameseek.search import CoarseToFine, Searcher
 from frameseek.searchindex import SearchIndex
-from frameseek.store.base import Store, StoreError, VideoRecord
+from frameseek.store.base import Store, StoreError, Tracks, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
 from frameseek.store.uri import open_store
 from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, iter_frames, probe
@@ -172,7 +172,9 @@ class Index:
         # The embedded store's search structure persists beside it; a store that searches
         # itself (Milvus) needs none.
         self.search_index = SearchIndex(store) if isinstance(store, EmbeddedStore) else None
-        self.tracks = TrackStore(directory) if directory is not None else None
+        # Beside an embedded index; a store that all searchers share (Milvus) keeps its own.
+        self.tracks: Tracks | None = (TrackStore(directory) if directory is not None
+                                      else getattr(store, "tracks", None))
         self.localizer = Localizer(store, self.tracks)
 
     @classmethod
