@@ -68,9 +68,9 @@ class SearchSettings:
     collection is created; `nprobe` and `ef` on every open.
 
     Default HNSW: over the 512-d descriptors Milvus Lite answers 100k key frames in tens of
-    milliseconds at recall@12 ≥ 0.99 (docs/scale-out.md), and a search that asks for at least
-    as many candidates as there are key frames returns all of them, so small collections are
-    ranked exactly. FLAT scans everything (exact at any size, slow past ~10k in Lite);
+    milliseconds at recall@12 ≥ 0.99 (docs/scale-out.md), and an HNSW search that weighs at
+    least as many candidates as there are key frames visits all of them, so small collections
+    (up to `--candidates`, 100) are ranked exactly. FLAT scans everything (exact at any size, slow past ~10k in Lite);
     IVF_FLAT and IVF_SQ8 partition into `nlist` cells and visit `nprobe` of them."""
 
     index: str = "HNSW"
@@ -111,12 +111,13 @@ class SearchSettings:
             return {"M": self.m, "efConstruction": self.ef_construction}
         return {}
 
-    def search_params(self, index: str, limit: int) -> dict[str, int]:
-        """For the collection's own index type (`index`), which the URI may not name."""
+    def search_params(self, index: str, candidates: int) -> dict[str, int]:
+        """For the collection's own index type (`index`), which the URI may not name; an HNSW
+        search weighs at least `candidates` key frames (Milvus refuses an ef below the limit)."""
         if index.startswith("IVF"):
             return {"nprobe": self.nprobe}
         if index == "HNSW":
-            return {"ef": max(self.ef, limit)}  # Milvus refuses an ef below the limit
+            return {"ef": max(self.ef, candidates)}
         return {}
 
 
@@ -355,22 +356,24 @@ class MilvusStore:
 
     def search(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
                candidates: int = 100) -> list[Hit]:
-        """The `candidates` nearest key frames by Milvus' index on the 512-d descriptors, ranked
-        here by exact distance on the descriptors it returns (the embedded store's `rerank`, so
-        both stores give the same distances to the last digit). `index` (the 64-d vector) is
-        not used. Key frames of unfinished writes are dropped; should that leave fewer than
-        `top`, Milvus is asked again for twice as many."""
+        """The `top` nearest key frames by Milvus' index on the 512-d descriptors, an HNSW
+        search weighing `candidates` of them (its ef), ranked here by exact distance on the
+        descriptors it returns (the embedded store's `rerank`, so both stores give the same
+        distances to the last digit). `index` (the 64-d vector) is not used. Key frames of
+        unfinished writes are dropped; should that leave fewer than `top`, Milvus is asked
+        again for twice as many."""
         query = np.asarray(descriptor, dtype=np.float32)
-        limit = max(top, candidates)
+        limit = top
         while True:
             found = self._client.search(
                 self.keyframes_collection, data=[self._vector(query)], anns_field="descriptor",
                 limit=limit, output_fields=["video", "video_id", "descriptor"],
                 search_params={"metric_type": "L2",
-                               "params": self.settings.search_params(self.index_type, limit)},
+                               "params": self.settings.search_params(
+                                   self.index_type, max(limit, candidates))},
             )[0]
             rows = self._visible([{"id": hit["id"], **hit["entity"]} for hit in found])
-            if len(rows) >= min(top, len(found)) or len(found) < limit:
+            if len(rows) >= top or len(found) < limit:  # enough, or all there is
                 break
             limit *= 2
         if not rows:
