@@ -5,9 +5,9 @@ The collection is `frameseek bench search`'s (real descriptors of the sample ind
 between neighbours plus noise: frameseek/bench/search.py). Each store gets it through
 `Index.put`, the write path of `frameseek index` (key frames with 4.4 KB thumbnails, as real
 ones weigh, and an empty localisation track), in videos of PER_VIDEO key frames, each
-committed whole; then it is opened again and queried through `Index.search_features`, the path
-`frameseek search` takes after embedding the image, one query at a time after one warm-up query. Recall@12 is
-against exact 512-d search over the same float16 descriptors.
+committed whole; then it is opened again and queried through `Index.search_features`, the
+path `frameseek search` takes after embedding the image, one query at a time after one warm-up
+query. Recall@12 is against exact 512-d search over the same float16 descriptors.
 """
 
 from __future__ import annotations

@@ -70,8 +70,9 @@ class SearchSettings:
     Default HNSW: over the 512-d descriptors Milvus Lite answers 100k key frames in tens of
     milliseconds at recall@12 ≥ 0.99 (docs/scale-out.md), and an HNSW search that weighs at
     least as many candidates as there are key frames visits all of them, so small collections
-    (up to `--candidates`, 100) are ranked exactly. FLAT scans everything (exact at any size, slow past ~10k in Lite);
-    IVF_FLAT and IVF_SQ8 partition into `nlist` cells and visit `nprobe` of them."""
+    (up to `--candidates`, 100) are ranked exactly. FLAT scans everything (exact at any size,
+    slow past ~10k in Lite); IVF_FLAT and IVF_SQ8 partition into `nlist` cells and visit
+    `nprobe` of them."""
 
     index: str = "HNSW"
     nlist: int = 1024
