@@ -45,13 +45,14 @@ def stores(scratch: Path) -> dict[str, tuple[str, Path]]:
     }
 
 
-def video(first: int, descriptors: np.ndarray, rng: np.random.Generator) -> AnalysedVideo:
+def video(first: int, descriptors: np.ndarray, rng: np.random.Generator,
+          thumbnail_bytes: int = THUMBNAIL_BYTES) -> AnalysedVideo:
     """Rows first.. of the collection as one video whose key frame numbers are the row numbers,
     so that a match names its row."""
     keyframes = [KeyFrame(frame=first + i, time=(first + i) / FPS, descriptor=d,
                           index=np.zeros(INDEX_DIM, np.float32),  # the stores derive it
                           segments=[((first + i) / FPS, (first + i + 1) / FPS)],
-                          thumbnail=rng.bytes(THUMBNAIL_BYTES))
+                          thumbnail=rng.bytes(thumbnail_bytes))
                  for i, d in enumerate(descriptors)]
     count = len(descriptors)
     record = VideoRecord(f"synthetic/{first:09d}.mp4", f"{first:064x}", size=1,

@@ -30,6 +30,7 @@ import base64
 import functools
 import hashlib
 import json
+import logging
 import secrets
 import threading
 from collections import OrderedDict
@@ -51,7 +52,7 @@ SCHEMA_PROPERTY = "frameseek.schema"
 SCHEMA = "2"  # 1: a 64-d FLOAT_VECTOR "index" searched, descriptors re-ranked here
 MAX_PATH = 4096
 MAX_VARCHAR = 65535  # Milvus' limit; a 192-px JPEG in base64 is far below it
-TRACK_CHUNK = 48 * 1024  # raw bytes per track row: its base64 stays under MAX_VARCHAR
+TRACK_CHUNK = 48_000  # raw bytes per track row: its base64 (64,000 characters) fits MAX_VARCHAR
 INSERT_BATCH = 256  # rows per insert: well under gRPC's message limit even with thumbnails
 SCAN_BATCH = 4096
 CONNECT_TIMEOUT_S = 10.0
@@ -59,6 +60,10 @@ VIDEO_FIELDS = ["path", "id", "content_id", "size", "duration", "frames", "width
                 "fps", "keyframes", "coverage_keyframes"]
 KEYFRAME_FIELDS = ["id", "video", "video_id", "frame", "time", "segments"]
 VECTOR_TYPES = {"float16": DataType.FLOAT16_VECTOR, "float32": DataType.FLOAT_VECTOR}
+
+# pymilvus logs every failed call with its traceback before raising; each one reaches the user
+# here as a one-line StoreError instead.
+logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -181,9 +186,6 @@ class MilvusStore:
         vectors = self.settings.vectors
         if vectors == "auto":
             vectors = "float32" if self.lite else "float16"
-        if vectors == "float16" and self.lite:
-            raise StoreError(f"{self.uri}: Milvus Lite has no float16 vectors "
-                             "(FLOAT16_VECTOR); use vectors=float32")
         keyframes = self._client.create_schema(auto_id=True, enable_dynamic_field=False)
         keyframes.add_field("id", DataType.INT64, is_primary=True)
         keyframes.add_field("video", DataType.VARCHAR, max_length=MAX_PATH)
