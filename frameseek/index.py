@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frameseek.backends import Backend
 from frameseek.clips import (
     CLIP_FPS,
     KEYFRAMES_PER_SAMPLE,
@@ -523,10 +524,11 @@ class AnalysedVideo:
     inference: str  # the back end that computed the key frames' vectors
 
 
-def feature_extractor(config: IndexConfig, threads: int | None = None) -> FeatureExtractor:
-    """The CNN and pooling an index's vectors come from."""
+def feature_extractor(config: IndexConfig, threads: int | None = None,
+                      backend: Backend | None = None) -> FeatureExtractor:
+    """The CNN and pooling an index's vectors come from; `backend`: one already loaded."""
     return FeatureExtractor(input_size=config.input_size, threads=threads,
-                            pooling=pooling_named(config.pooling))
+                            pooling=pooling_named(config.pooling), backend=backend)
 
 
 def keyframe_extractor(config: IndexConfig, features: FeatureExtractor,
