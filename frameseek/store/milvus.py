@@ -33,6 +33,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
@@ -49,6 +50,7 @@ from frameseek.store.base import KeyFrameRecord, StoreError, Vectors, VideoRecor
 
 CONFIG_PROPERTY = "frameseek.config"
 SCHEMA_PROPERTY = "frameseek.schema"
+INDEX_PROPERTY = "frameseek.index"  # the index asked for at creation: AUTO or a type
 SCHEMA = "2"  # 1: a 64-d FLOAT_VECTOR "index" searched, descriptors re-ranked here
 MAX_PATH = 4096
 MAX_VARCHAR = 65535  # Milvus' limit; a 192-px JPEG in base64 is far below it
@@ -56,6 +58,9 @@ TRACK_CHUNK = 48_000  # raw bytes per track row: its base64 (64,000 characters) 
 INSERT_BATCH = 256  # rows per insert: well under gRPC's message limit even with thumbnails
 SCAN_BATCH = 4096
 CONNECT_TIMEOUT_S = 10.0
+INDEX_WAIT_S = 120.0  # past this a commit returns with the index still being built
+FLOAT16_SINCE = (2, 4)
+AUTO_HNSW_AT = 10_000  # key frames from which an AUTO collection is searched by HNSW
 VIDEO_FIELDS = ["path", "id", "content_id", "size", "duration", "frames", "width", "height",
                 "fps", "keyframes", "coverage_keyframes"]
 KEYFRAME_FIELDS = ["id", "video", "video_id", "frame", "time", "segments"]
@@ -72,22 +77,22 @@ class SearchSettings:
     (`?index=HNSW&ef=128`, ...). The index type and its build parameters apply when the
     collection is created; `nprobe` and `ef` on every open.
 
-    Default HNSW: over the 512-d descriptors Milvus Lite answers 100k key frames in tens of
-    milliseconds at recall@12 ≥ 0.99 (docs/scale-out.md), and an HNSW search that weighs at
-    least as many candidates as there are key frames visits all of them, so small collections
-    (up to `--candidates`, 100) are ranked exactly. FLAT scans everything (exact at any size,
-    slow past ~10k in Lite); IVF_FLAT and IVF_SQ8 partition into `nlist` cells and visit
-    `nprobe` of them."""
+    Default AUTO: FLAT (exact) while the collection holds fewer than AUTO_HNSW_AT key frames,
+    then HNSW, built once when a commit crosses that size. HNSW over the 512-d descriptors
+    answers 100k key frames in tens of milliseconds at recall@12 ≥ 0.99 (docs/scale-out.md),
+    but is not exact on small collections: its graph over a few clustered videos can leave a
+    cluster unreachable (measured on a Milvus 2.3.5 server: one query of 85 got none of its
+    true top 12). IVF_FLAT and IVF_SQ8 partition into `nlist` cells and visit `nprobe`."""
 
-    index: str = "HNSW"
+    index: str = "AUTO"
     nlist: int = 1024
     nprobe: int = 32
     m: int = 16
     ef_construction: int = 200
-    ef: int = 64
-    vectors: str = "auto"  # float16 on servers, float32 on Milvus Lite (it has no float16)
+    ef: int = 200  # recall@12 at 100k: 0.9975 with 100, 1.0 with 200 (docs/scale-out.md)
+    vectors: str = "auto"  # float16 on servers from 2.4 on, else float32 (Lite has no float16)
 
-    INDEXES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW")
+    INDEXES = ("AUTO", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW")
 
     @classmethod
     def from_query(cls, query: dict[str, str], location: str) -> SearchSettings:
@@ -110,21 +115,23 @@ class SearchSettings:
                     raise StoreError(f"{location}: {name} must be a whole number above 0")
         return cls(index=index, vectors=vectors, **numbers)
 
-    def build_params(self) -> dict[str, int]:
-        if self.index.startswith("IVF"):
+    @property
+    def first_index(self) -> str:
+        """The index type a new collection gets."""
+        return "FLAT" if self.index == "AUTO" else self.index
+
+    def build_params(self, index: str) -> dict[str, int]:
+        if index.startswith("IVF"):
             return {"nlist": self.nlist}
-        if self.index == "HNSW":
+        if index == "HNSW":
             return {"M": self.m, "efConstruction": self.ef_construction}
         return {}
 
-    def search_params(self, index: str, candidates: int) -> dict[str, int]:
-        """For the collection's own index type (`index`), which the URI may not name; an HNSW
-        search weighs at least `candidates` key frames (Milvus refuses an ef below the limit)."""
-        if index.startswith("IVF"):
-            return {"nprobe": self.nprobe}
-        if index == "HNSW":
-            return {"ef": max(self.ef, candidates)}
-        return {}
+    def search_params(self, candidates: int) -> dict[str, int]:
+        """For whichever index the collection has now (AUTO changes it under other readers;
+        Milvus ignores the others'); an HNSW search weighs at least `candidates` key frames
+        (Milvus refuses an ef below the limit)."""
+        return {"ef": max(self.ef, candidates), "nprobe": self.nprobe}
 
 
 class _Guarded:
@@ -175,6 +182,7 @@ class MilvusStore:
             raise StoreError(f"{self.uri}: collection {collection!r} was written by an older "
                              "frameseek (a 64-d search field); index the videos again into a "
                              "new collection")
+        self.auto = properties.get(INDEX_PROPERTY) == "AUTO"
         self.index_type = self._client.describe_index(self.keyframes_collection,
                                                       "descriptor")["index_type"]
         self.vector_type = self._descriptor_type()
@@ -184,8 +192,15 @@ class MilvusStore:
 
     def _create(self) -> None:
         vectors = self.settings.vectors
+        version = None if self.lite else self._client.get_server_version()
+        # FLOAT16_VECTOR became generally available in Milvus 2.4: a 2.3.5 server takes it, but
+        # its searches over it returned wrong, varying neighbours here (docs/scale-out.md).
+        float16 = version is not None and _release(version) >= FLOAT16_SINCE
         if vectors == "auto":
-            vectors = "float32" if self.lite else "float16"
+            vectors = "float16" if float16 else "float32"
+        elif vectors == "float16" and version is not None and not float16:
+            raise StoreError(f"{self.uri}: Milvus {version} has no dependable float16 vectors "
+                             "(FLOAT16_VECTOR, from 2.4 on); use vectors=float32")
         keyframes = self._client.create_schema(auto_id=True, enable_dynamic_field=False)
         keyframes.add_field("id", DataType.INT64, is_primary=True)
         keyframes.add_field("video", DataType.VARCHAR, max_length=MAX_PATH)
@@ -196,12 +211,13 @@ class MilvusStore:
         keyframes.add_field("descriptor", VECTOR_TYPES[vectors], dim=DESCRIPTOR_DIM)
         keyframes.add_field("thumbnail", DataType.VARCHAR, max_length=MAX_VARCHAR)
         indexes = self._client.prepare_index_params()
-        indexes.add_index("descriptor", index_type=self.settings.index, metric_type="L2",
-                          params=self.settings.build_params())
+        indexes.add_index("descriptor", index_type=self.settings.first_index, metric_type="L2",
+                          params=self.settings.build_params(self.settings.first_index))
         try:
             self._client.create_collection(
                 self.keyframes_collection, schema=keyframes, index_params=indexes,
-                consistency_level="Strong", properties={SCHEMA_PROPERTY: SCHEMA})
+                consistency_level="Strong",
+                properties={SCHEMA_PROPERTY: SCHEMA, INDEX_PROPERTY: self.settings.index})
         except StoreError as exc:
             raise StoreError(f"{exc} (asked for: {self.settings.index} index over "
                              f"{vectors} vectors; see ?index= and ?vectors= in "
@@ -289,8 +305,35 @@ class MilvusStore:
         return True
 
     def _flush(self) -> None:
+        """Seal what was written and wait for the vector index to cover it: until then a
+        server answers from its interim index over unsealed rows, which is approximate even
+        for a handful of key frames."""
         for name in (self.keyframes_collection, self.videos_collection):
             self._client.flush(name)
+        if self.auto and self.index_type == "FLAT":
+            self._grow_index()
+        deadline = time.monotonic() + INDEX_WAIT_S
+        while time.monotonic() < deadline:
+            progress = self._client.describe_index(self.keyframes_collection, "descriptor")
+            if progress.get("pending_index_rows", 0) == 0 and (
+                    progress.get("indexed_rows", 0) >= progress.get("total_rows", 0)):
+                return
+            time.sleep(0.1)
+
+    def _grow_index(self) -> None:
+        """AUTO's switch from FLAT to HNSW once the collection is large enough: the index is
+        rebuilt once, and searches wait for it (Milvus releases the collection meanwhile)."""
+        stats = self._client.get_collection_stats(self.keyframes_collection)
+        if int(stats["row_count"]) < AUTO_HNSW_AT:
+            return
+        self._client.release_collection(self.keyframes_collection)
+        self._client.drop_index(self.keyframes_collection, "descriptor")
+        indexes = self._client.prepare_index_params()
+        indexes.add_index("descriptor", index_type="HNSW", metric_type="L2",
+                          params=self.settings.build_params("HNSW"))
+        self._client.create_index(self.keyframes_collection, indexes)
+        self._client.load_collection(self.keyframes_collection)
+        self.index_type = "HNSW"
 
     def _vector(self, descriptor: np.ndarray) -> np.ndarray:
         """The descriptor as the embedded store keeps it (float16), in the field's type."""
@@ -359,8 +402,8 @@ class MilvusStore:
 
     def search(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
                candidates: int = 100) -> list[Hit]:
-        """The `top` nearest key frames by Milvus' index on the 512-d descriptors, an HNSW
-        search weighing `candidates` of them (its ef), ranked here by exact distance on the
+        """The `top` nearest key frames by Milvus' index on the 512-d descriptors (an HNSW
+        search weighs `candidates` of them: its ef), ranked here by exact distance on the
         descriptors it returns (the embedded store's `rerank`, so both stores give the same
         distances to the last digit). `index` (the 64-d vector) is not used. Key frames of
         unfinished writes are dropped; should that leave fewer than `top`, Milvus is asked
@@ -372,8 +415,7 @@ class MilvusStore:
                 self.keyframes_collection, data=[self._vector(query)], anns_field="descriptor",
                 limit=limit, output_fields=["video", "video_id", "descriptor"],
                 search_params={"metric_type": "L2",
-                               "params": self.settings.search_params(
-                                   self.index_type, max(limit, candidates))},
+                               "params": self.settings.search_params(max(limit, candidates))},
             )[0]
             rows = self._visible([{"id": hit["id"], **hit["entity"]} for hit in found])
             if len(rows) >= top or len(found) < limit:  # enough, or all there is
@@ -483,6 +525,14 @@ def _literal(text: str) -> str:
 
 def _message(exc: MilvusException) -> str:
     return " ".join(str(exc.message or exc).split())
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """"v2.3.5" → (2, 3, 5); a version it cannot read counts as new."""
+    try:
+        return tuple(int(part) for part in version.lstrip("v").split("-")[0].split("."))
+    except ValueError:
+        return (99,)
 
 
 def _raw(vector: Any) -> bytes:

@@ -227,24 +227,29 @@ def lite_samples(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -
     return uri
 
 
-def test_the_sample_index_gives_the_embedded_top_12(lite_samples: str, sample_index: Path
-                                                    ) -> None:
-    """Every stored key frame, moved by noise, as a query: the same 12 ids in the same order at
-    the same distances (the sample index is smaller than the candidates, so both are exact)."""
+def assert_same_top_12(uri: str, sample_index: Path) -> None:
+    """Every key frame of the sample index, moved by noise, as a query: the same 12 ids in the
+    same order at the same distances from the store at `uri` as from the embedded one (the
+    sample index is smaller than the candidates, so both are exact)."""
     rng = np.random.default_rng(0)
-    with Index.open(lite_samples) as lite, Index.open(sample_index) as embedded:
+    with Index.open(uri) as milvus, Index.open(sample_index) as embedded:
         vectors = embedded.store.vectors()
-        lite_ids = {(r.video, r.frame): r.id for r in lite.store.keyframes(
-            [int(i) for i in lite.store.vectors().ids])}
-        assert len(lite_ids) == len(vectors) > 12
+        milvus_ids = {(r.video, r.frame): r.id for r in milvus.store.keyframes(
+            [int(i) for i in milvus.store.vectors().ids])}
+        assert len(milvus_ids) == len(vectors) > 12
         for row in range(len(vectors)):
             noise = rng.normal(scale=0.02, size=vectors.descriptors.shape[1])
             descriptor = (vectors.descriptors[row] + noise).astype(np.float32)
             want = embedded.search_features(vectors.index[row], descriptor)
-            got = lite.search_features(vectors.index[row], descriptor)
-            assert [lite_ids[(m.video, m.frame)] for m in want] == [m.keyframe_id for m in got]
+            got = milvus.search_features(vectors.index[row], descriptor)
+            assert [milvus_ids[(m.video, m.frame)] for m in want] == [m.keyframe_id for m in got]
             np.testing.assert_allclose([m.distance for m in got], [m.distance for m in want],
                                        rtol=1e-4)
+
+
+def test_the_sample_index_gives_the_embedded_top_12(lite_samples: str, sample_index: Path
+                                                    ) -> None:
+    assert_same_top_12(lite_samples, sample_index)
 
 
 def test_refinement_reads_the_track_from_milvus(lite_samples: str, sample_index: Path,
