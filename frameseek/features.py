@@ -227,9 +227,12 @@ class VGG16Pool5:
     name = BACKBONE_NAME
     weights_sha256 = WEIGHTS_SHA256
 
-    def __init__(self, threads: int | None = None, backend: str | None = None) -> None:
+    def __init__(self, threads: int | None = None,
+                 backend: str | backends.Backend | None = None) -> None:
         self.threads = threads or backends.usable_cpus()
-        self.backend = _backend(backends.requested(backend), self.threads)
+        # A loaded back end is used as it is: distributed indexing's forwards to the CNN actors.
+        self.backend = (backend if backend is not None and not isinstance(backend, str)
+                        else _backend(backends.requested(backend), self.threads))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.backend(preprocess(images))
@@ -240,7 +243,7 @@ class FeatureExtractor:
 
     def __init__(
         self, input_size: int = 224, batch_size: int = 8, threads: int | None = None,
-        pooling: Pooling | None = None, backend: str | None = None,
+        pooling: Pooling | None = None, backend: str | backends.Backend | None = None,
     ) -> None:
         self.input_size = input_size
         self.batch_size = batch_size

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frameseek.backends import Backend
 from frameseek.clips import (
     CLIP_FPS,
     KEYFRAMES_PER_SAMPLE,
@@ -45,7 +46,7 @@ from frameseek.results import Answer, Match, Verdict, VideoResult, similarity
 from frameseek.robust import NoMatch, crop_to_content
 from frameseek.search import CoarseToFine, Searcher
 from frameseek.searchindex import SearchIndex
-from frameseek.store.base import Store, StoreError, VideoRecord
+from frameseek.store.base import Store, StoreError, Tracks, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
 from frameseek.store.uri import open_store
 from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, iter_frames, probe
@@ -172,7 +173,9 @@ class Index:
         # The embedded store's search structure persists beside it; a store that searches
         # itself (Milvus) needs none.
         self.search_index = SearchIndex(store) if isinstance(store, EmbeddedStore) else None
-        self.tracks = TrackStore(directory) if directory is not None else None
+        # Beside an embedded index; a store that all searchers share (Milvus) keeps its own.
+        self.tracks: Tracks | None = (TrackStore(directory) if directory is not None
+                                      else getattr(store, "tracks", None))
         self.localizer = Localizer(store, self.tracks)
 
     @classmethod
@@ -521,10 +524,11 @@ class AnalysedVideo:
     inference: str  # the back end that computed the key frames' vectors
 
 
-def feature_extractor(config: IndexConfig, threads: int | None = None) -> FeatureExtractor:
-    """The CNN and pooling an index's vectors come from."""
+def feature_extractor(config: IndexConfig, threads: int | None = None,
+                      backend: Backend | None = None) -> FeatureExtractor:
+    """The CNN and pooling an index's vectors come from; `backend`: one already loaded."""
     return FeatureExtractor(input_size=config.input_size, threads=threads,
-                            pooling=pooling_named(config.pooling))
+                            pooling=pooling_named(config.pooling), backend=backend)
 
 
 def keyframe_extractor(config: IndexConfig, features: FeatureExtractor,

@@ -40,7 +40,7 @@ from frameseek.store.base import StoreError
 from frameseek.video import Frame, Timestamp, VideoError, iter_frames
 
 if TYPE_CHECKING:
-    from frameseek.store.base import Store
+    from frameseek.store.base import Store, Tracks
 
 TRACK_FPS = 8.0
 GRID = (16, 9)  # cells across, down: every video is drawn onto the same 16:9 grid
@@ -473,7 +473,7 @@ def _one_per_appearance(moments: list[Moment]) -> list[Moment]:
 class Localizer:
     """Refines matches to the moment; one per open index, safe to share between threads."""
 
-    def __init__(self, store: Store, tracks: TrackStore | None) -> None:
+    def __init__(self, store: Store, tracks: Tracks | None) -> None:
         self.store = store
         self.tracks = tracks
 

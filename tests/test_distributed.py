@@ -1,6 +1,6 @@
 """Ray indexing on a local two-CPU Ray: the same key frames and results as the plain path, into
-the embedded store and into Milvus Lite; crashed tasks are retried, failed ones reported, and the
-other videos still written."""
+the embedded store and into Milvus Lite, with one CNN actor whose forwards the decode tasks share;
+crashed tasks are retried, failed ones reported, and the other videos still written."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import ray
 
-from frameseek.distributed import Outcome, analyse_task, index_with_ray
+from frameseek.backends import Backend
+from frameseek.distributed import Embedder, Outcome, analyse_task, index_with_ray
+from frameseek.features import VGG16Pool5, preprocess
 from frameseek.index import Index, IndexConfig
 from tests.store.test_milvus import (  # the shared fixtures and comparisons
     assert_same_index,
@@ -27,7 +29,7 @@ CRASH_ONCE = "crash-once.mp4"
 ALWAYS_FAILS = "always-fails.mp4"
 
 
-def flaky_task(path: str, known: str | None, config: IndexConfig, threads: int) -> Outcome:
+def flaky_task(path: str, known: str | None, config: IndexConfig, backend: Backend) -> Outcome:
     """The real task, behind two injected faults: the worker process dies the first time it is
     given CRASH_ONCE, and ALWAYS_FAILS raises on every attempt."""
     name = Path(path).name
@@ -37,7 +39,7 @@ def flaky_task(path: str, known: str | None, config: IndexConfig, threads: int) 
         os._exit(1)
     if name == ALWAYS_FAILS:
         raise RuntimeError("injected failure")
-    return analyse_task(path, known, config, threads)
+    return analyse_task(path, known, config, backend)
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +93,21 @@ def test_ray_into_milvus_lite_matches_the_plain_path(
     with Index.open(lite_uri(tmp_path)) as lite, Index.open(embedded_bikes) as reference:
         assert_same_index(lite, reference, query)
 
+
+
+def test_concurrent_forwards_share_batches(local_ray, query: np.ndarray) -> None:
+    """Eight callers of one CNN actor, two images each, from threads as decode tasks call it:
+    fewer forwards than calls, and every caller gets its own images' pool5 maps."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = np.stack([np.roll(query[:224, :224], shift, axis=1) for shift in range(16)])
+    inputs = preprocess(images)
+    actor = ray.remote(Embedder).options(max_concurrency=16).remote(1)
+    with ThreadPoolExecutor(8) as pool:
+        outputs = list(pool.map(lambda i: ray.get(actor.forward.remote(inputs[2 * i:2 * i + 2])),
+                                range(8)))
+    forwards, embedded = ray.get(actor.stats.remote())
+    assert embedded == 16 and forwards < 8
+    alone = VGG16Pool5(1, ray.get(actor.describe.remote())[0])(images)
+    np.testing.assert_allclose(np.concatenate(outputs), alone, rtol=1e-3, atol=1e-3)
+    ray.kill(actor)

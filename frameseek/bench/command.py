@@ -1,5 +1,5 @@
-"""`frameseek bench search`, `bench index`, `bench backends` and `bench scale`: see
-bench/README.md."""
+"""`frameseek bench search`, `bench index`, `bench backends`, `bench scale` and `bench stores`:
+see bench/README.md."""
 
 from __future__ import annotations
 
@@ -81,6 +81,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     scale.add_argument("--json", action="store_true", help="one JSON object on stdout")
     scale.set_defaults(run=_scale)
 
+    stores = kinds.add_parser("stores", help="the embedded store and Milvus Lite filled with the "
+                                             "same N synthetic key frames: recall, latency, "
+                                             "fill time, disk")
+    stores.add_argument("--keyframes", type=int, required=True, metavar="N")
+    stores.add_argument("--queries", type=int, default=100, metavar="Q")
+    stores.add_argument("--index", type=Path, metavar="DIR",
+                        help="take the real descriptors from this index (default: index the "
+                             "sample videos)")
+    stores.add_argument("--stores", nargs="+", choices=["embedded", "milvus-lite"],
+                        metavar="NAME", help="only these (default: both)")
+    stores.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    stores.set_defaults(run=_stores)
+
 
 def _search(args: argparse.Namespace) -> int:
     from frameseek.bench import search
@@ -126,6 +139,33 @@ def _scale(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(report) if args.json else
           "\n".join(f"{name:28} {value}" for name, value in report.items()))
+    return 0
+
+
+def _stores(args: argparse.Namespace) -> int:
+    try:
+        from frameseek.bench import stores
+    except ImportError:
+        print("frameseek: bench stores needs Milvus: pip install 'frameseek[scale]'",
+              file=sys.stderr)
+        return 1
+    if args.keyframes < 1 or args.queries < 1:
+        print("frameseek: --keyframes and --queries must be at least 1", file=sys.stderr)
+        return 2
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    report = stores.run(args.keyframes, args.queries, args.index, args.stores, say)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{report['keyframes']} key frames, {report['queries']} queries; CPU "
+          f"{report['machine']['cpu_model']}")
+    print(f"{'store':12} {'recall@12':>9} {'ms median':>9} {'p95':>8} {'fill s':>8} {'B/kf':>7}")
+    for name, r in report["stores"].items():
+        print(f"{name:12} {r['recall_at_12']:9.4f} {r['ms_median']:9.2f} {r['ms_p95']:8.2f} "
+              f"{r['fill_s']:8.1f} {r['disk_bytes_per_keyframe']:7d}")
     return 0
 
 

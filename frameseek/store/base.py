@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from frameseek.keyframes import KeyFrame
+
+if TYPE_CHECKING:
+    from frameseek.localize import Track
 
 
 class StoreError(RuntimeError):
@@ -81,5 +84,20 @@ class Store(Protocol):
     def keyframes(self, ids: list[int]) -> list[KeyFrameRecord]: ...
 
     def thumbnail(self, keyframe_id: int) -> bytes | None: ...
+
+    def close(self) -> None: ...
+
+
+class Tracks(Protocol):
+    """Where each video's localisation track (frameseek/localize.py) is kept, by path and
+    content: beside an embedded index (`TrackStore`), or in a store every searcher reaches."""
+
+    def put(self, path: str, content_id: str, track: Track) -> None: ...
+
+    def get(self, path: str, content_id: str) -> Track | None:
+        """None where there is none for this content (a stale one is never returned)."""
+        ...
+
+    def remove(self, path: str) -> None: ...
 
     def close(self) -> None: ...

@@ -135,3 +135,17 @@ def test_bench_scale_prints_the_documented_fields(sample_index: Path, tmp_path: 
     assert report["add_video_s"] is not None  # the new video was found
     again = run(argv, capsys)
     assert again["build_s"] is None and again["keyframes"] == 2000
+
+
+def test_bench_stores_reports_both_stores(sample_index: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """2,000 key frames: both stores exact (the embedded one re-ranks its 64-d candidates, Milvus
+    is FLAT below AUTO's switch), so both find the true top 12 of nearly every query."""
+    report = run(["bench", "stores", "--keyframes", "2000", "--queries", "5", "--index",
+                  str(sample_index), "--json"], capsys)
+    assert report["keyframes"] == 2000 and set(report["stores"]) == {"embedded", "milvus-lite"}
+    for figures in report["stores"].values():
+        assert set(figures) == {"recall_at_12", "ms_median", "ms_p95", "fill_s",
+                                "disk_bytes_per_keyframe"}
+        assert figures["disk_bytes_per_keyframe"] > 4_400  # the thumbnails at least
+    assert report["stores"]["milvus-lite"]["recall_at_12"] == 1.0
