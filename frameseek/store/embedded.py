@@ -177,8 +177,9 @@ class EmbeddedStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
             _add_coverage_column(self._db)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{database}: not a frameseek index ({exc})") from exc
+        # A damaged schema can also surface as text SQLite hands back undecodable.
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{database}: not a frameseek index ({_first_line(exc)})") from exc
         self._lock = threading.Lock()
         self._rows: DescriptorRows | None = None
         self._cached: tuple[Hashable, Vectors] | None = None
