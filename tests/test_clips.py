@@ -15,11 +15,9 @@ from frameseek.cli import main
 from frameseek.clips import ClipError, sample_clip
 from frameseek.index import Index
 from frameseek.video import iter_frames
-from tests.conftest import BBB, BIKES
+from tests.conftest import BBB, BIKES, CARPHONE
 from tests.robustness.test_bad_videos import write_audio_only
 from tests.test_video import write_video
-
-CARPHONE = Path(__file__).parent / "data" / "carphone.mp4"
 
 
 def rescaled(video: Path, start: float, end: float, size: tuple[int, int], every: int = 1

@@ -6,7 +6,6 @@ import io
 import json
 import shutil
 import sqlite3
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +27,7 @@ from frameseek.localize import (
     segment_of,
 )
 from frameseek.video import iter_frames
-from tests.conftest import BBB, BIKES, frame_at
-from tests.test_video import write_video
-
-CARPHONE = Path(__file__).parent / "data" / "carphone.mp4"
+from tests.conftest import BBB, CARPHONE, frame_at
 
 # Frame 1000 of the bunny clip (41.667 s) is inside a shot with motion; its best key frame is
 # frame 972 (40.5 s), more than a second away, so the key frame's own time cannot pass.
@@ -219,23 +215,6 @@ def test_query_bytes_and_arrays_give_the_same_moment(sample_index, query_frame):
     Image.fromarray(rgb).save(buffer, format="PNG")
     with Index.open(sample_index) as index:
         assert index.search(buffer.getvalue(), top=1)[0].frame == index.search(rgb, top=1)[0].frame
-
-
-@pytest.fixture(scope="module")
-def recurring(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An index of one real encoded video in which the carphone clip's first two seconds play
-    twice, 5 s apart, with three seconds of bikes between."""
-    carphone = [frame.rgb() for frame in iter_frames(CARPHONE)][:60]
-    size = (carphone[0].shape[1], carphone[0].shape[0])
-    bikes = [np.asarray(Image.fromarray(frame.rgb()).resize(size))
-             for frame in iter_frames(BIKES)][:90]
-    images = carphone + bikes + carphone
-    folder = tmp_path_factory.mktemp("recurring")
-    write_video(folder / "recurring.mp4", "mpeg4", images, list(range(len(images))),
-                Fraction(1, 30), Fraction(30), {"b": "3000000"})  # near-lossless
-    with Index.create(folder / "index") as index:
-        assert len(index.add([folder / "recurring.mp4"]).added) == 1
-    return folder
 
 
 def test_a_picture_shown_twice_is_answered_with_both_moments(recurring: Path) -> None:

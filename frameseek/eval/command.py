@@ -1,6 +1,6 @@
 """`frameseek eval run`: the paper's experiments on a corpus, written up as a report;
 `frameseek eval compare`: two such runs' accuracies side by side; `frameseek eval clips`: clip
-queries cut from the corpus."""
+queries cut from the corpus; `frameseek eval recurring`: every moment a picture appears."""
 
 from __future__ import annotations
 
@@ -61,6 +61,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     clips.add_argument("--seed", type=int, default=0, metavar="S")
     backends.add_option(clips)
     clips.set_defaults(run=_clips)
+    recurring = actions.add_parser(
+        "recurring", help="every moment a picture appears: frames of the corpus searched, "
+                          "their answered moments scored against the pixels' own recurrences")
+    recurring.add_argument("--corpus", required=True, type=Path, metavar="DIR")
+    recurring.add_argument("--index", required=True, type=Path, metavar="DIR",
+                           help="an index of the corpus, e.g. an eval run's out/index/rmac")
+    recurring.add_argument("--out", required=True, type=Path, metavar="DIR")
+    backends.add_option(recurring)
+    recurring.set_defaults(run=_recurring)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -112,4 +121,16 @@ def _clips(args: argparse.Namespace) -> int:
     print(f"{args.out / 'clips.md'}: clips from indexed videos found "
           f"{results['inside_found']:.3f}; " + "; ".join(
               f"{kind} {row['found']:.3f}" for kind, row in results["kinds"].items()))
+    return 0
+
+
+def _recurring(args: argparse.Namespace) -> int:
+    from frameseek.eval import recurring
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = recurring.run(args.corpus, args.index, args.out,
+                            "frameseek " + shlex.join(sys.argv[1:]))
+    found = results["recurring"]
+    print(f"{args.out / 'recurring.md'}: {found['queries']} recurring pictures, true moments "
+          f"listed {found['listed']}, answered moments true {found['true']}")
     return 0
