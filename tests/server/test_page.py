@@ -143,7 +143,9 @@ def test_upload_shows_results_and_plays_the_moment(page, server: Server) -> None
 
 def test_a_dropped_clip_shows_where_it_was_cut_from_and_plays_it(page,
                                                                    tmp_path: Path) -> None:
-    page.set_input_files("#file-input", str(bunny_clip(tmp_path)))
+    _dispatch_with_file(page, "window.dispatchEvent(new DragEvent('drop', "
+                        "{dataTransfer: transfer, cancelable: true}))", bunny_clip(tmp_path),
+                        "video/mp4")
     page.wait_for_selector(".video-card")
     assert page.locator("#summary").text_content().startswith("A clip of ")
     card = page.locator(".video-card").first
@@ -173,16 +175,17 @@ def test_an_image_from_no_indexed_video_says_no_match(page, tmp_path: Path) -> N
     assert page.locator(".result").count() == 24  # the nearest key frames all the same
 
 
-def _dispatch_with_file(page, script: str) -> None:
-    """Run `script` with `transfer`, a DataTransfer holding samples/query.jpg, as a user's drop
-    or paste would carry it."""
+def _dispatch_with_file(page, script: str, file: Path = QUERY, kind: str = "image/jpeg"
+                       ) -> None:
+    """Run `script` with `transfer`, a DataTransfer holding `file`, as a user's drop or paste
+    would carry it."""
     page.evaluate(
-        "([data, script]) => {"
+        "([data, script, name, kind]) => {"
         " const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));"
         " const transfer = new DataTransfer();"
-        " transfer.items.add(new File([bytes], 'query.jpg', {type: 'image/jpeg'}));"
+        " transfer.items.add(new File([bytes], name, {type: kind}));"
         " new Function('transfer', script)(transfer); }",
-        [base64.b64encode(QUERY.read_bytes()).decode(), script],
+        [base64.b64encode(file.read_bytes()).decode(), script, file.name, kind],
     )
 
 
