@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frameseek.borders import crop_to_content
 from frameseek.features import (
     BACKBONE_NAME,
     LEGACY_MEAN,
@@ -32,12 +33,12 @@ from frameseek.localize import (
     segment_of,
 )
 from frameseek.query import ImageInput, load_image
-from frameseek.robust import NoMatch, crop_to_content
 from frameseek.search import CoarseToFine, Searcher
 from frameseek.searchindex import SearchIndex
 from frameseek.store.base import Store, StoreError, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
 from frameseek.store.uri import open_store
+from frameseek.verdict import NoMatch
 from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, iter_frames, probe
 
 WRITE_LOCK = "write.lock"
@@ -401,7 +402,7 @@ class Index:
         """Best-matching key frames for a query image (path, bytes, PIL image or RGB array).
 
         With `trim`, uniform borders around the picture (a web page, a player, letterbox bars)
-        are cut off first (frameseek/robust.py). With `refine`, the best match of each of the
+        are cut off first (frameseek/borders.py). With `refine`, the best match of each of the
         first `refine_videos` videos is moved from its key frame's time to the moment the query
         shows (frameseek/localize.py).
         """

@@ -50,7 +50,7 @@ class QueryInput:
     pool5: np.ndarray  # (1, 512, 7, 7) float32
     descriptor: np.ndarray  # (512,)
     index: np.ndarray  # (64,)
-    # The image with uniform borders cut off (robust.trim_borders), and its maps; the same as
+    # The image with uniform borders cut off (borders.trim_borders), and its maps; the same as
     # rgb and pool5 where nothing was trimmed.
     content_rgb: np.ndarray
     content_pool5: np.ndarray

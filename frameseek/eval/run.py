@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frameseek.borders import trim_borders
 from frameseek.eval.analysis import VideoAnalysis, cached_analysis
 from frameseek.eval.gallery import write_gallery
 from frameseek.eval.localisation import evaluate as evaluate_localisation
@@ -32,7 +33,6 @@ from frameseek.eval.sweep import THETAS, theta_sweep
 from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_spatial
 from frameseek.index import IndexConfig, find_videos
 from frameseek.query import load_image
-from frameseek.robust import trim_borders
 
 log = logging.getLogger(__name__)
 

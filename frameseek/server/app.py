@@ -34,10 +34,10 @@ from pydantic import BaseModel
 from starlette.types import Message
 
 from frameseek import __version__, backends
+from frameseek.borders import crop_to_content
 from frameseek.index import Index, Match, Verdict
 from frameseek.keyframes import StageTimer
 from frameseek.query import MAX_PIXELS, QueryError, load_image
-from frameseek.robust import crop_to_content
 from frameseek.server.batching import (
     DEFAULT_MAX_QUEUED,
     DEFAULT_WINDOW_MS,
