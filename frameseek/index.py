@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +33,22 @@ from frameseek.localize import (
     segment_of,
 )
 from frameseek.query import ImageInput, load_image
+from frameseek.regions import (
+    DEFAULT_EFFORT,
+    EFFORTS,
+    WHOLE,
+    Effort,
+    Region,
+    merge,
+    query_regions,
+)
 from frameseek.search import CoarseToFine, Searcher
 from frameseek.searchindex import SearchIndex
 from frameseek.store.base import Store, StoreError, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
 from frameseek.store.uri import open_store
-from frameseek.verdict import NoMatch
+from frameseek.verdict import MATCH_INLIERS, NoMatch
+from frameseek.verify import GeometricVerifier, verified_order
 from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, iter_frames, probe
 
 WRITE_LOCK = "write.lock"
@@ -107,13 +117,20 @@ class Match:
     keyframe_frame: int = 0
     segment: tuple[float, float] = (0.0, 0.0)
     refined: bool = False
+    # Geometric inliers between the query and this key frame (frameseek/verify.py); None where
+    # the key frame was not verified.
+    inliers: int | None = None
+    # The part of the query (top, bottom, left, right) whose descriptor found this key frame;
+    # None for the whole query.
+    region: tuple[int, int, int, int] | None = None
 
     def to_json(self) -> dict:
         return {"video": self.video, "time": round(self.time, 4), "frame": self.frame,
                 "distance": round(self.distance, 4), "keyframe_time": round(self.keyframe_time, 4),
                 "keyframe_frame": self.keyframe_frame,
                 "segment": [round(self.segment[0], 4), round(self.segment[1], 4)],
-                "refined": self.refined}
+                "refined": self.refined, "inliers": self.inliers,
+                "region": list(self.region) if self.region is not None else None}
 
 
 @dataclass(frozen=True)
@@ -123,10 +140,15 @@ class Verdict:
     match: bool
     similarity: float  # the best key frame's: cosine of the unit-length fine vectors
     threshold: float
+    # The most geometric inliers of a verified key frame, and the count that makes a match by
+    # itself; None where nothing was verified.
+    inliers: int | None = None
+    min_inliers: int = MATCH_INLIERS
 
     def to_json(self) -> dict:
         return {"match": self.match, "similarity": round(self.similarity, 4),
-                "threshold": self.threshold}
+                "threshold": self.threshold, "inliers": self.inliers,
+                "min_inliers": self.min_inliers}
 
 
 @dataclass
@@ -188,6 +210,7 @@ class Index:
         self.search_index = SearchIndex(store) if isinstance(store, EmbeddedStore) else None
         self.tracks = TrackStore(directory) if directory is not None else None
         self.localizer = Localizer(store, self.tracks)
+        self.verifier = GeometricVerifier(store.thumbnail)
 
     @classmethod
     def open(cls, directory: str | Path, config: IndexConfig | None = None,
@@ -398,34 +421,70 @@ class Index:
         return self.extractor.transform(np.stack([self.extractor.resize(i) for i in images]))
 
     def search(self, image: ImageInput, top: int = 12, candidates: int = 100,
-               refine: bool = True, refine_videos: int = 3, trim: bool = True) -> list[Match]:
+               refine: bool = True, refine_videos: int = 3, trim: bool = True,
+               effort: str | Effort = DEFAULT_EFFORT) -> list[Match]:
         """Best-matching key frames for a query image (path, bytes, PIL image or RGB array).
 
         With `trim`, uniform borders around the picture (a web page, a player, letterbox bars)
-        are cut off first (frameseek/borders.py). With `refine`, the best match of each of the
-        first `refine_videos` videos is moved from its key frame's time to the moment the query
-        shows (frameseek/localize.py).
+        are cut off first (frameseek/borders.py). `effort` ("fast", "default", "thorough" or an
+        `Effort`) says which regions of the query are searched besides the whole
+        (frameseek/regions.py) and how many candidates are verified geometrically
+        (frameseek/verify.py). With `refine`, the best match of each of the first
+        `refine_videos` videos is moved from its key frame's time to the moment the query
+        shows (frameseek/localize.py), from the region its best match was found in.
         """
         pixels = load_image(image)
         if trim:
             pixels = crop_to_content(pixels)
-        features = self.embed(pixels)
-        matches = self.search_features(features.index[0], features.descriptors[0], top,
-                                       candidates)
-        return self.localizer.refine(pixels, matches, refine_videos) if refine else matches
+        effort = EFFORTS[effort] if isinstance(effort, str) else effort
+        regions = query_regions(pixels, effort)
+        features = self.embed_many([region.crop(pixels) for region in regions])
+        matches, region = self.search_regions(pixels, regions, features, top, candidates,
+                                              effort.verify)
+        if not refine:
+            return matches
+        return self.localizer.refine(region.crop(pixels), matches, refine_videos)
+
+    def search_regions(self, pixels: np.ndarray, regions: Sequence[Region], features: Features,
+                       top: int = 12, candidates: int = 100, verify: int = 0
+                       ) -> tuple[list[Match], Region]:
+        """Each region's features (one row each, the whole query first) searched, merged by
+        key frame, and the first `verify` candidates re-ranked by geometric inliers with the
+        query's pixels. Returns the matches and the region the best one was found in."""
+        found = [self.search_features(features.index[i], features.descriptors[i],
+                                      max(top, verify), candidates) for i in range(len(regions))]
+        merged = [(m if r.kind == WHOLE else replace(m, region=r.box), r)
+                  for m, r in merge(regions, found, max(top, verify))]
+        if not merged:
+            return [], regions[0]
+        if verify:
+            checked = merged[:verify]
+            counts = self.verifier.inliers(self.verifier.query(pixels),
+                                           [m.keyframe_id for m, _ in checked])
+            checked = [(replace(m, inliers=n), r) for (m, r), n in zip(checked, counts,
+                                                                        strict=True)]
+            merged = [checked[i] for i in verified_order(counts, MATCH_INLIERS)] + merged[verify:]
+        return [m for m, _ in merged[:top]], merged[0][1]
 
     def verdict(self, matches: list[Match], min_similarity: float | None = None
                 ) -> Verdict | None:
-        """"No match" or not for a search's results: the best key frame's similarity against
-        `min_similarity`, by default the threshold calibrated for the index's pooling. None for
-        a pooling without one (the paper's "mean": its distances are on no fixed scale)."""
+        """"No match" or not for a search's results: a match where the best key frame's
+        similarity reaches `min_similarity` (by default the threshold calibrated for the index's
+        pooling), or where a verified key frame has `MATCH_INLIERS` geometric inliers. The
+        similarity is the whole query's: a small region of any picture resembles some key
+        frame, so a region's counts only once verified. None for a pooling without a threshold
+        (the paper's "mean": its distances are on no fixed scale)."""
         calibrated = self.extractor.pooling.match_similarity
         if calibrated is None:
             return None
         threshold = calibrated if min_similarity is None else min_similarity
         # Unit vectors: |a - b|² = 2 - 2 cos(a, b).
-        similarity = max((1.0 - m.distance**2 / 2.0 for m in matches), default=-1.0)
-        return Verdict(NoMatch(threshold).is_match(similarity), similarity, threshold)
+        similarity = max((1.0 - m.distance**2 / 2.0 for m in matches if m.region is None),
+                         default=-1.0)
+        counted = [m.inliers for m in matches if m.inliers is not None]
+        inliers = max(counted) if counted else None
+        match = NoMatch(threshold).is_match(similarity) or (inliers or 0) >= MATCH_INLIERS
+        return Verdict(match, similarity, threshold, inliers)
 
     def search_features(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
                         candidates: int = 100) -> list[Match]:

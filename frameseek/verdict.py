@@ -42,3 +42,7 @@ class NoMatch:
 
     def is_match(self, score: float) -> bool:
         return score >= self.threshold
+
+# Geometric inliers (frameseek/verify.py) that make a match whatever the similarity: queries from
+# outside the collection reach at most a few by chance (docs/robust.md, "No match").
+MATCH_INLIERS = 12

@@ -1,0 +1,90 @@
+"""Query regions on real frames: insets found from the query's structure, windows, merging."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from frameseek.eval.queries import HARD_FAMILIES
+from frameseek.regions import (
+    EFFORTS,
+    INSET,
+    WHOLE,
+    WINDOW,
+    Region,
+    inset_boxes,
+    merge,
+    query_regions,
+    windows,
+)
+from tests.conftest import BBB, BIKES, frame_at
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [frame_at(BBB, n)[0] for n in (100, 803, 1300)] + [frame_at(BIKES, 120)[0]]
+
+
+def inset_query(frame: np.ndarray, seed: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The eval's picture-in-picture of `frame`, and the inset's box (top, bottom, left, right)."""
+    picture, parameters = HARD_FAMILIES["inset"](Image.fromarray(frame),
+                                                 np.random.default_rng(seed))
+    x, y, w, h = parameters["box"]
+    return np.asarray(picture), (y, y + h, x, x + w)
+
+
+def test_the_inset_of_a_picture_in_picture_is_found(frames) -> None:
+    for seed, frame in enumerate(frames):
+        query, (top, bottom, left, right) = inset_query(frame, seed)
+        boxes = inset_boxes(query)
+        assert boxes, seed
+        # One of the boxes is the inset, give or take its drawn border and a few pixels.
+        assert any(np.allclose(box, (top, bottom, left, right), atol=12) for box in boxes), (
+            seed, boxes, (top, bottom, left, right))
+
+
+def test_plain_frames_have_no_inset(frames) -> None:
+    assert [inset_boxes(frame) for frame in frames] == [[]] * len(frames)
+
+
+def test_regions_follow_the_effort(frames) -> None:
+    query, _ = inset_query(frames[1], 7)
+    fast = query_regions(query, EFFORTS["fast"])
+    assert [r.kind for r in fast] == [WHOLE]
+    assert fast[0].box == (0, query.shape[0], 0, query.shape[1])
+    default = query_regions(query, EFFORTS["default"])
+    assert default[0].kind == WHOLE and {r.kind for r in default[1:]} == {INSET}
+    thorough = query_regions(query, EFFORTS["thorough"])
+    assert [r.kind for r in thorough][:len(default)] == [r.kind for r in default]
+    assert WINDOW in {r.kind for r in thorough}
+    for region in thorough:
+        crop = region.crop(query)
+        assert crop.shape[0] >= 32 and crop.shape[1] >= 32
+
+
+def test_windows_lie_inside_the_picture_and_a_tall_one_gets_a_frame_shaped_window() -> None:
+    for height, width in ((180, 320), (640, 360)):
+        for top, bottom, left, right in windows(height, width):
+            assert 0 <= top < bottom <= height and 0 <= left < right <= width
+    wide = [(b - t) / (r - lf) for t, b, lf, r in windows(640, 360)]
+    assert any(ratio == pytest.approx(9 / 16, abs=0.01) for ratio in wide)
+
+
+@dataclass(frozen=True)
+class Found:
+    keyframe_id: int
+    distance: float
+
+
+def test_merge_keeps_each_key_frame_once_at_its_nearest_region() -> None:
+    whole = Region((0, 10, 0, 10), WHOLE)
+    inset = Region((0, 5, 0, 5), INSET)
+    merged = merge([whole, inset], [[Found(1, 0.9), Found(2, 1.0)],
+                                    [Found(3, 0.4), Found(1, 0.95), Found(2, 0.8)]], top=3)
+    assert [(m.keyframe_id, m.distance, r.kind) for m, r in merged] == [
+        (3, 0.4, INSET), (2, 0.8, INSET), (1, 0.9, WHOLE)]
+    tie = merge([whole, inset], [[Found(1, 0.5)], [Found(1, 0.5)]], top=1)
+    assert tie[0][1] is whole
