@@ -162,15 +162,16 @@ M = TypeVar("M", bound=Ranked)
 
 def merge(regions: Sequence[Region], results: Sequence[Sequence[M]], top: int
           ) -> list[tuple[M, Region]]:
-    """Each region's results (nearest first) → the `top` nearest key frames over all regions,
-    each once, with the region it was nearest in. A key frame found by the whole query keeps
-    the whole query on a tie, so that where regions add nothing the ranking is the whole
-    query's."""
+    """Each region's results (nearest first; the whole query's first) → the `top` nearest key
+    frames over all regions, each once. A key frame the whole query found stays at the whole
+    query's distance: the verdict's similarity is the whole query's (frameseek/index.py), and
+    where regions add nothing new the ranking is the whole query's. Other key frames come with
+    the region they were nearest in."""
     best: dict[int, tuple[M, Region]] = {}
     for region, matches in zip(regions, results, strict=True):
         for match in matches:
             held = best.get(match.keyframe_id)
-            if held is None or match.distance < held[0].distance:
+            if held is None or (held[1].kind != WHOLE and match.distance < held[0].distance):
                 best[match.keyframe_id] = (match, region)
     ranked = sorted(best.values(), key=lambda item: item[0].distance)
     return ranked[:top]

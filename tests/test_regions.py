@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from frameseek.eval.queries import HARD_FAMILIES
+from frameseek.index import Index
 from frameseek.regions import (
     EFFORTS,
     INSET,
@@ -20,7 +21,7 @@ from frameseek.regions import (
     query_regions,
     windows,
 )
-from tests.conftest import BBB, BIKES, frame_at
+from tests.conftest import BBB, BIKES, ROOT, frame_at
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +80,32 @@ class Found:
     distance: float
 
 
-def test_merge_keeps_each_key_frame_once_at_its_nearest_region() -> None:
+def test_merge_keeps_each_key_frame_once_at_the_whole_query_or_its_nearest_region() -> None:
     whole = Region((0, 10, 0, 10), WHOLE)
     inset = Region((0, 5, 0, 5), INSET)
-    merged = merge([whole, inset], [[Found(1, 0.9), Found(2, 1.0)],
-                                    [Found(3, 0.4), Found(1, 0.95), Found(2, 0.8)]], top=3)
+    window = Region((5, 10, 5, 10), WINDOW)
+    merged = merge([whole, inset, window],
+                   [[Found(1, 0.9), Found(2, 1.0)],
+                    [Found(3, 0.6), Found(1, 0.5), Found(4, 1.2)],
+                    [Found(3, 0.4), Found(4, 1.1)]], top=3)
+    # 1 and 2 at the whole query's distances although the inset came nearer to 1.
     assert [(m.keyframe_id, m.distance, r.kind) for m, r in merged] == [
-        (3, 0.4, INSET), (2, 0.8, INSET), (1, 0.9, WHOLE)]
-    tie = merge([whole, inset], [[Found(1, 0.5)], [Found(1, 0.5)]], top=1)
-    assert tie[0][1] is whole
+        (3, 0.4, WINDOW), (1, 0.9, WHOLE), (2, 1.0, WHOLE)]
+
+
+def test_an_inset_is_found_and_kept_as_a_match_by_default_and_an_unindexed_clip_is_not(
+        sample_index, frames) -> None:
+    query, box = inset_query(frames[1], 3)  # frame 803 of the bunny, in a busy picture
+    with Index.open(sample_index) as index:
+        fast = index.search(query, effort="fast")
+        found = index.search(query)
+        verdict = index.verdict(found)
+        assert found[0].video.endswith(BBB.name) and found[0].region is not None
+        assert abs(found[0].time - 33.46) <= 1.0
+        assert verdict.match and verdict.inliers >= verdict.min_inliers
+        # The whole picture alone is far from every key frame: the inset is what finds it.
+        assert index.verdict(fast).similarity < verdict.threshold
+        carphone = ROOT / "tests" / "data" / "carphone.mp4"
+        for number in (10, 60, 100):
+            outside, _ = inset_query(frame_at(carphone, number)[0], number)
+            assert not index.verdict(index.search(outside, effort="thorough")).match
