@@ -95,7 +95,7 @@ def test_merge_keeps_each_key_frame_once_at_the_whole_query_or_its_nearest_regio
 
 def test_an_inset_is_found_and_kept_as_a_match_by_default_and_an_unindexed_clip_is_not(
         sample_index, frames) -> None:
-    query, box = inset_query(frames[1], 3)  # frame 803 of the bunny, in a busy picture
+    query, _ = inset_query(frames[1], 3)  # frame 803 of the bunny, in a busy picture
     with Index.open(sample_index) as index:
         fast = index.search(query, effort="fast")
         found = index.search(query)
