@@ -37,6 +37,7 @@ from frameseek.regions import (
     DEFAULT_EFFORT,
     EFFORTS,
     WHOLE,
+    WINDOW,
     Effort,
     Region,
     merge,
@@ -450,20 +451,22 @@ class Index:
                        ) -> tuple[list[Match], Region]:
         """Each region's features (one row each, the whole query first) searched, merged by
         key frame, and the first `verify` candidates re-ranked by geometric inliers with the
-        query's pixels. Returns the matches and the region the best one was found in."""
+        query's pixels. Key frames only a window found come after the others unless verified.
+        Returns the matches and the region the best one was found in."""
         found = [self.search_features(features.index[i], features.descriptors[i],
                                       max(top, verify), candidates) for i in range(len(regions))]
         merged = [(m if r.kind == WHOLE else replace(m, region=r.box), r)
                   for m, r in merge(regions, found, max(top, verify))]
         if not merged:
             return [], regions[0]
+        counts = [0] * len(merged)
         if verify:
-            checked = merged[:verify]
-            counts = self.verifier.inliers(self.verifier.query(pixels),
-                                           [m.keyframe_id for m, _ in checked])
-            checked = [(replace(m, inliers=n), r) for (m, r), n in zip(checked, counts,
-                                                                        strict=True)]
-            merged = [checked[i] for i in verified_order(counts, MATCH_INLIERS)] + merged[verify:]
+            counts[:verify] = self.verifier.inliers(self.verifier.query(pixels),
+                                                    [m.keyframe_id for m, _ in merged[:verify]])
+            merged[:verify] = [(replace(m, inliers=n), r) for (m, r), n in zip(
+                merged[:verify], counts, strict=True)]
+        order = verified_order(counts, MATCH_INLIERS, [r.kind == WINDOW for _, r in merged])
+        merged = [merged[i] for i in order]
         return [m for m, _ in merged[:top]], merged[0][1]
 
     def verdict(self, matches: list[Match], min_similarity: float | None = None

@@ -165,13 +165,17 @@ def merge(regions: Sequence[Region], results: Sequence[Sequence[M]], top: int
     """Each region's results (nearest first; the whole query's first) → the `top` nearest key
     frames over all regions, each once. A key frame the whole query found stays at the whole
     query's distance: the verdict's similarity is the whole query's (frameseek/index.py), and
-    where regions add nothing new the ranking is the whole query's. Other key frames come with
-    the region they were nearest in."""
+    where regions add nothing new the ranking is the whole query's; its nearest key frame stays
+    in the list, last if need be. Other key frames come with the region they were nearest
+    in."""
     best: dict[int, tuple[M, Region]] = {}
     for region, matches in zip(regions, results, strict=True):
         for match in matches:
             held = best.get(match.keyframe_id)
             if held is None or (held[1].kind != WHOLE and match.distance < held[0].distance):
                 best[match.keyframe_id] = (match, region)
-    ranked = sorted(best.values(), key=lambda item: item[0].distance)
-    return ranked[:top]
+    ranked = sorted(best.values(), key=lambda item: item[0].distance)[:top]
+    nearest = results[0][0] if results and results[0] else None
+    if nearest is not None and all(m.keyframe_id != nearest.keyframe_id for m, _ in ranked):
+        ranked[-1] = (nearest, regions[0])
+    return ranked

@@ -133,10 +133,15 @@ def local_similarity(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return np.where(mutual, np.maximum(best, 0), 0).sum(axis=1) / len(query)
 
 
-def verified_order(inliers: list[int], min_inliers: int) -> list[int]:
+def verified_order(inliers: list[int], min_inliers: int, demoted: list[bool] | None = None
+                   ) -> list[int]:
     """Positions of candidates (given nearest first) in their new order: those with at least
-    `min_inliers` inliers first, most inliers first, then the others as they came. Below that
-    count inliers are chance (another video's frame gives a few), so they reorder nothing."""
+    `min_inliers` inliers first, most inliers first, then the others as they came, those
+    `demoted` (found by a window of the query only) last. Below that count inliers are chance
+    (another video's frame gives a few), so they reorder nothing; and a small window of any
+    picture resembles some key frame, so it counts only once verified."""
+    demoted = demoted or [False] * len(inliers)
     verified = sorted((i for i, n in enumerate(inliers) if n >= min_inliers),
                       key=lambda i: -inliers[i])
-    return verified + [i for i, n in enumerate(inliers) if n < min_inliers]
+    rest = [i for i, n in enumerate(inliers) if n < min_inliers]
+    return verified + [i for i in rest if not demoted[i]] + [i for i in rest if demoted[i]]

@@ -91,6 +91,9 @@ def test_merge_keeps_each_key_frame_once_at_the_whole_query_or_its_nearest_regio
     # 1 and 2 at the whole query's distances although the inset came nearer to 1.
     assert [(m.keyframe_id, m.distance, r.kind) for m, r in merged] == [
         (3, 0.4, WINDOW), (1, 0.9, WHOLE), (2, 1.0, WHOLE)]
+    # The whole query's nearest stays, last, where regions found nearer ones.
+    kept = merge([whole, inset], [[Found(1, 0.9)], [Found(3, 0.2), Found(4, 0.3)]], top=2)
+    assert [(m.keyframe_id, r.kind) for m, r in kept] == [(3, INSET), (1, WHOLE)]
 
 
 def test_an_inset_is_found_and_kept_as_a_match_by_default_and_an_unindexed_clip_is_not(

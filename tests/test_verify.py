@@ -72,3 +72,4 @@ def test_keypoints_of_key_frames_are_cached(verifier) -> None:
 def test_verified_candidates_come_first_by_inliers_and_the_rest_keep_their_order() -> None:
     assert verified_order([3, 40, 0, 15, 11], min_inliers=12) == [1, 3, 0, 2, 4]
     assert verified_order([1, 2, 3], min_inliers=12) == [0, 1, 2]
+    assert verified_order([1, 20, 3, 0], 12, [True, True, False, False]) == [1, 2, 3, 0]

@@ -123,7 +123,8 @@ def run(settings: Settings) -> dict:
     log.info("θ sweep done")
 
     # Sizes before the localisation tracks join the indexes.
-    index_bytes = {m.name: directory_bytes(m.index.directory) for m in (faithful, default)}
+    index_bytes = {m.name: directory_bytes(m.index.directory)
+                   for m in (faithful, trimmed, default)}
     localisation = {}
     for method in (default, trimmed, faithful):
         localisation[method.name] = evaluate_localisation(method, queries, inputs,

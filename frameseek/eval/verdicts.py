@@ -26,7 +26,7 @@ from frameseek.rmac import MATCH_SIMILARITY
 from frameseek.verdict import MATCH_INLIERS
 
 FPR = 0.01
-SIMILARITIES = tuple(round(0.40 + 0.02 * i, 2) for i in range(26))  # 0.40 … 0.90
+SIMILARITIES = tuple(round(0.20 + 0.02 * i, 2) for i in range(36))  # 0.20 … 0.90
 INLIERS = (*range(4, 30), 32, 36, 40, 50, 1 << 30)  # the last: inliers never decide
 
 
@@ -70,12 +70,13 @@ def is_match(e: Evidence, similarity: float, inliers: int) -> bool:
     return e.similarity >= similarity or e.inliers >= inliers
 
 
-def calibrate(training: Sequence[Evidence], use_inliers: bool) -> tuple[float, int]:
+def calibrate(training: Sequence[Evidence], use_inliers: bool,
+              similarities: Sequence[float] = SIMILARITIES) -> tuple[float, int]:
     """The thresholds that keep the most true matches of `training` at outside FPR ≤ `FPR`."""
     outside = [e for e in training if not e.inside]
     inside = [e for e in training if e.inside and e.right]
     best: tuple[float, tuple[float, int]] = (-1.0, (np.inf, 1 << 30))
-    for similarity in SIMILARITIES:
+    for similarity in similarities:
         for inliers in INLIERS if use_inliers else (1 << 30,):
             passed = sum(is_match(e, similarity, inliers) for e in outside)
             if passed > FPR * len(outside):
@@ -99,6 +100,8 @@ def study(found: Sequence[Evidence], use_inliers: bool) -> dict:
         "outside_queries": len(outside),
         "fpr": float(np.mean(outside)) if outside else 0.0,
         "thresholds_all_works": list(calibrate(found, use_inliers)),
+        # With the similarity threshold frameseek ships: what MATCH_INLIERS is set from.
+        "inliers_at_shipped_similarity": calibrate(found, use_inliers, (MATCH_SIMILARITY,))[1],
         "folds": folds,
         "sets": {},
         "families": {},
