@@ -464,7 +464,7 @@ class Index:
             counts[:verify] = self.verifier.inliers(self.verifier.query(pixels),
                                                     [m.keyframe_id for m, _ in merged[:verify]])
             merged[:verify] = [(replace(m, inliers=n), r) for (m, r), n in zip(
-                merged[:verify], counts, strict=True)]
+                merged[:verify], counts[:verify], strict=True)]
         order = verified_order(counts, MATCH_INLIERS, [r.kind == WINDOW for _, r in merged])
         merged = [merged[i] for i in order]
         return [m for m, _ in merged[:top]], merged[0][1]
