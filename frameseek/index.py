@@ -49,7 +49,7 @@ from frameseek.store.base import Store, StoreError, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
 from frameseek.store.uri import open_store
 from frameseek.verdict import MATCH_INLIERS, NoMatch
-from frameseek.verify import GeometricVerifier, verified_order
+from frameseek.verify import RANK_INLIERS, GeometricVerifier, verified_order
 from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, iter_frames, probe
 
 WRITE_LOCK = "write.lock"
@@ -465,7 +465,7 @@ class Index:
                                                     [m.keyframe_id for m, _ in merged[:verify]])
             merged[:verify] = [(replace(m, inliers=n), r) for (m, r), n in zip(
                 merged[:verify], counts[:verify], strict=True)]
-        order = verified_order(counts, MATCH_INLIERS, [r.kind == WINDOW for _, r in merged])
+        order = verified_order(counts, RANK_INLIERS, [r.kind == WINDOW for _, r in merged])
         merged = [merged[i] for i in order]
         return [m for m, _ in merged[:top]], merged[0][1]
 

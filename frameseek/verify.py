@@ -33,6 +33,10 @@ RATIO = 0.8  # Lowe's ratio test: a match must be clearly nearer than the second
 REPROJECTION = 4.0
 MAX_ANISOTROPY = 3.0  # a stretch up to ×1.6 is real; a map squashing one axis ×3 is not
 KEYFRAME_CACHE = 4096  # key frames' keypoints kept (about 60 KB each)
+# Inliers enough to rank a candidate above unverified ones: other videos' frames reach 3-6 by
+# chance. Below the verdict's MATCH_INLIERS (frameseek/verdict.py), which is calibrated for a
+# false-positive rate: a re-ranked candidate is not yet called a match.
+RANK_INLIERS = 12
 
 
 @dataclass(frozen=True)

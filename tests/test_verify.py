@@ -12,8 +12,13 @@ from PIL import Image
 from frameseek.eval.queries import HARD_FAMILIES
 from frameseek.features import FeatureExtractor
 from frameseek.keyframes import THUMBNAIL_WIDTH
-from frameseek.verdict import MATCH_INLIERS
-from frameseek.verify import GeometricVerifier, local_features, local_similarity, verified_order
+from frameseek.verify import (
+    RANK_INLIERS,
+    GeometricVerifier,
+    local_features,
+    local_similarity,
+    verified_order,
+)
 from tests.conftest import BBB, BIKES, frame_at
 
 
@@ -59,8 +64,8 @@ def test_a_damaged_copy_of_a_frame_is_verified_and_other_frames_are_not(
         verifier, bunny_frame, family) -> None:
     picture, _ = HARD_FAMILIES[family](Image.fromarray(bunny_frame), np.random.default_rng(1))
     counts = verifier.inliers(verifier.query(np.asarray(picture.convert("RGB"))), [0, 1, 2, 3])
-    assert counts[0] >= MATCH_INLIERS, counts
-    assert max(counts[1:]) < MATCH_INLIERS, counts
+    assert counts[0] >= RANK_INLIERS, counts
+    assert max(counts[1:]) < RANK_INLIERS, counts
 
 
 def test_keypoints_of_key_frames_are_cached(verifier) -> None:
