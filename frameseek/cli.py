@@ -74,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                              "(page, player, letterbox bars) first")
     search.add_argument("--min-similarity", type=float, default=None, metavar="S",
                         help="answer 'no match' when the best key frame is less similar than S "
-                             "(cosine, -1 to 1; default: the calibrated 0.58 of an rmac index, "
-                             "docs/robust.md). A mean-pooled index gives no such answer")
+                             "(cosine, -1 to 1), whatever its geometric inliers; default: the "
+                             "calibrated 0.58 of an rmac index, or enough inliers "
+                             "(docs/robust.md). A mean-pooled index gives no such answer")
     search.add_argument("--no-refine", dest="refine", action="store_false",
                         help="answer with key frame times only, skipping the search for the exact "
                              "moment (docs/localize.md): the fastest answer")
@@ -223,7 +224,7 @@ def _search(args: argparse.Namespace) -> int:
                 continue
             print(f"{image}:")
             if verdict is not None and not verdict.match:
-                checked = ("" if verdict.inliers is None else
+                checked = ("" if verdict.inliers is None or args.min_similarity is not None else
                            f" and its {verdict.inliers} geometric inliers below "
                            f"{verdict.min_inliers}")
                 print(f"  no match: the nearest key frame's similarity {verdict.similarity:.2f} "

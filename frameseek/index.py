@@ -473,7 +473,8 @@ class Index:
                 ) -> Verdict | None:
         """"No match" or not for a search's results: a match where the best key frame's
         similarity reaches `min_similarity` (by default the threshold calibrated for the index's
-        pooling), or where a verified key frame has `MATCH_INLIERS` geometric inliers. The
+        pooling), or, without `min_similarity`, where a verified key frame has `MATCH_INLIERS`
+        geometric inliers. The
         similarity is the whole query's: a small region of any picture resembles some key
         frame, so a region's counts only once verified. None for a pooling without a threshold
         (the paper's "mean": its distances are on no fixed scale)."""
@@ -486,7 +487,9 @@ class Index:
                          default=-1.0)
         counted = [m.inliers for m in matches if m.inliers is not None]
         inliers = max(counted) if counted else None
-        match = NoMatch(threshold).is_match(similarity) or (inliers or 0) >= MATCH_INLIERS
+        # A threshold of the caller's own is the similarity rule alone, as it always was.
+        verified = min_similarity is None and (inliers or 0) >= MATCH_INLIERS
+        match = NoMatch(threshold).is_match(similarity) or verified
         return Verdict(match, similarity, threshold, inliers)
 
     def search_features(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
