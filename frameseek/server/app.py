@@ -35,9 +35,11 @@ from starlette.types import Message
 
 from frameseek import __version__, backends
 from frameseek.borders import crop_to_content
+from frameseek.features import Features
 from frameseek.index import Index, Match, Verdict
 from frameseek.keyframes import StageTimer
 from frameseek.query import MAX_PIXELS, QueryError, load_image
+from frameseek.regions import DEFAULT_EFFORT, EFFORTS, WHOLE, Region
 from frameseek.server.batching import (
     DEFAULT_MAX_QUEUED,
     DEFAULT_WINDOW_MS,
@@ -163,7 +165,12 @@ class IndexService:
                 # `Index.searcher()` rebuilds the search structure when the index changed on
                 # disk; doing it here under the lock builds it once, not once per query.
                 self.index.searcher()
-            matches = self.index.search_features(embedding.index, embedding.descriptor, top)
+            # The whole query only (the batcher embeds one picture per query), verified as the
+            # default effort verifies (docs/robust.md, "Hard queries").
+            whole = Region((0, query.pixels.shape[0], 0, query.pixels.shape[1]), WHOLE)
+            matches, _ = self.index.search_regions(
+                query.pixels, [whole], Features(embedding.descriptor[None], embedding.index[None]),
+                top, verify=EFFORTS[DEFAULT_EFFORT].verify)
         with stages.stage("refine"):
             matches = self.index.localizer.refine(query.pixels, matches)
         return matches, self.index.verdict(matches)
