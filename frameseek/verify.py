@@ -82,8 +82,10 @@ class GeometricVerifier:
                 self._cache.move_to_end(keyframe_id)
                 return self._cache[keyframe_id]
         data = self.thumbnail(keyframe_id)
-        grey = (np.asarray(Image.open(io.BytesIO(data)).convert("L")) if data
-                else np.zeros((1, 1), np.uint8))
+        try:
+            grey = np.asarray(Image.open(io.BytesIO(data or b"")).convert("L"))
+        except OSError:  # none stored, or not a picture (synthetic benchmark collections)
+            grey = np.zeros((1, 1), np.uint8)
         keypoints = Keypoints.of(grey)
         with self._lock:
             self._cache[keyframe_id] = keypoints

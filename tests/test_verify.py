@@ -72,6 +72,7 @@ def test_keypoints_of_key_frames_are_cached(verifier) -> None:
     first = verifier.keyframe(1)
     assert verifier.keyframe(1) is first
     assert len(GeometricVerifier(lambda _: None).keyframe(9).points) == 0  # no thumbnail
+    assert len(GeometricVerifier(lambda _: b"not a jpeg").keyframe(9).points) == 0
 
 
 def test_verified_candidates_come_first_by_inliers_and_the_rest_keep_their_order() -> None:
