@@ -15,7 +15,7 @@ Out-of-collection queries, by kind:
 True matches: the eval's queries against the whole corpus, where the top video is right.
 
 Each score's threshold is cross-validated by work: the queries of one work are judged by the
-threshold calibrated (frameseek.robust.NoMatch) on the other works' out-of-collection queries.
+threshold calibrated (frameseek.verdict.NoMatch) on the other works' out-of-collection queries.
 
     python bench/no_match.py --eval-out /tmp/ev/fps2 --corpus /tmp/fs-corpus --out /tmp/no-match
 """
@@ -49,7 +49,7 @@ from frameseek.eval.run import MANIFEST
 from frameseek.features import FeatureExtractor
 from frameseek.index import IndexConfig
 from frameseek.rmac import MATCH_SIMILARITY
-from frameseek.robust import NoMatch
+from frameseek.verdict import NoMatch
 
 DEFAULT = Variant("R-MAC + trim (default)", RMAC(), trim=True)
 PAPER = Variant("paper (mean pooling, query as given)", Faithful())

@@ -32,11 +32,8 @@ from frameseek.eval.run import corpus_videos, embed_queries
 from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_spatial
 from frameseek.index import IndexConfig, content_id
 from frameseek.rmac import RegionalMax, Whitening, shipped
-from frameseek.robust import (
-    aggregate_videos,
-    local_features,
-    local_similarity,
-)
+from frameseek.verdict import aggregate_videos
+from frameseek.verify import local_features, local_similarity
 
 TOP = 12
 CANDIDATES = 100

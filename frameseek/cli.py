@@ -19,6 +19,7 @@ from frameseek.clips import ClipError
 from frameseek.features import POOLINGS, WeightsError
 from frameseek.index import Index, IndexConfig
 from frameseek.query import QueryError
+from frameseek.regions import DEFAULT_EFFORT
 from frameseek.store.base import StoreError, VideoRecord
 from frameseek.video import VIDEO_EXTENSIONS, Frame, format_time
 
@@ -76,13 +77,21 @@ def _parser() -> argparse.ArgumentParser:
                              "(page, player, letterbox bars) first")
     search.add_argument("--min-similarity", type=float, default=None, metavar="S",
                         help="answer 'no match' when the best key frame is less similar than S "
-                             "(cosine, -1 to 1; default: the calibrated 0.58 of an rmac index, "
-                             "docs/robust.md). A mean-pooled index gives no such answer")
+                             "(cosine, -1 to 1), whatever its geometric inliers; default: the "
+                             "calibrated 0.58 of an rmac index, or enough inliers "
+                             "(docs/robust.md). A mean-pooled index gives no such answer")
     search.add_argument("--no-refine", dest="refine", action="store_false",
                         help="answer with key frame times only, skipping the search for the exact "
                              "moment (docs/localize.md): the fastest answer")
+    effort = search.add_mutually_exclusive_group()
+    effort.add_argument("--fast", dest="effort", action="store_const", const="fast",
+                        help="search the whole query only (no regions); still verify the best "
+                             "candidates geometrically (docs/robust.md)")
+    effort.add_argument("--thorough", dest="effort", action="store_const", const="thorough",
+                        help="also search windows of the query at several scales and verify "
+                             "more candidates: slower, finds tighter crops")
     backends.add_option(search)
-    search.set_defaults(run=_search)
+    search.set_defaults(run=_search, effort=DEFAULT_EFFORT)
 
     info = commands.add_parser("info", help="what an index holds")
     _add_location(info)
@@ -208,7 +217,7 @@ def _search(args: argparse.Namespace) -> int:
                 continue
             try:
                 answer = index.answer(image, top=args.top, candidates=args.candidates,
-                                      refine=args.refine, trim=args.trim,
+                                      refine=args.refine, trim=args.trim, effort=args.effort,
                                       min_similarity=args.min_similarity)
             except QueryError as exc:
                 print(f"frameseek: {exc}", file=sys.stderr)
@@ -224,8 +233,11 @@ def _search(args: argparse.Namespace) -> int:
                 continue
             print(f"{image}:")
             if verdict is not None and not verdict.match:
+                checked = ("" if verdict.inliers is None or args.min_similarity is not None else
+                           f" and its {verdict.inliers} geometric inliers below "
+                           f"{verdict.min_inliers}")
                 print(f"  no match: the nearest key frame's similarity {verdict.similarity:.2f} "
-                      f"is below {verdict.threshold:.2f}; nearest anyway:")
+                      f"is below {verdict.threshold:.2f}{checked}; nearest anyway:")
             for rank, m in enumerate(matches, 1):
                 found = (f"  (key frame {format_time(m.keyframe_time)}, segment "
                          f"{m.segment[0]:.2f}-{m.segment[1]:.2f} s)" if m.refined else "")

@@ -8,12 +8,13 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from frameseek.backends import Backend
+from frameseek.borders import crop_to_content
 from frameseek.clips import (
     CLIP_FPS,
     KEYFRAMES_PER_SAMPLE,
@@ -42,13 +43,24 @@ from frameseek.localize import (
     segment_of,
 )
 from frameseek.query import ImageInput, load_image
+from frameseek.regions import (
+    DEFAULT_EFFORT,
+    EFFORTS,
+    WHOLE,
+    WINDOW,
+    Effort,
+    Region,
+    merge,
+    query_regions,
+)
 from frameseek.results import Answer, Match, Verdict, VideoResult, similarity
-from frameseek.robust import NoMatch, crop_to_content
 from frameseek.search import CoarseToFine, Searcher
 from frameseek.searchindex import SearchIndex
 from frameseek.store.base import Store, StoreError, Tracks, VideoRecord
 from frameseek.store.embedded import EmbeddedStore
 from frameseek.store.uri import open_store
+from frameseek.verdict import MATCH_INLIERS, NoMatch
+from frameseek.verify import RANK_INLIERS, GeometricVerifier, verified_order
 from frameseek.video import VIDEO_EXTENSIONS, Frame, VideoError, check_file, iter_frames, probe
 
 WRITE_LOCK = "write.lock"
@@ -177,6 +189,7 @@ class Index:
         self.tracks: Tracks | None = (TrackStore(directory) if directory is not None
                                       else getattr(store, "tracks", None))
         self.localizer = Localizer(store, self.tracks)
+        self.verifier = GeometricVerifier(store.thumbnail)
 
     @classmethod
     def open(cls, directory: str | Path, config: IndexConfig | None = None,
@@ -386,32 +399,64 @@ class Index:
         return self.extractor.transform(np.stack([self.extractor.resize(i) for i in images]))
 
     def search(self, image: ImageInput, top: int = 12, candidates: int = 100,
-               refine: bool = True, refine_videos: int = 3, trim: bool = True) -> list[Match]:
+               refine: bool = True, refine_videos: int = 3, trim: bool = True,
+               effort: str | Effort = DEFAULT_EFFORT) -> list[Match]:
         """Best-matching key frames for a query image (path, bytes, PIL image or RGB array).
 
         With `trim`, uniform borders around the picture (a web page, a player, letterbox bars)
-        are cut off first (frameseek/robust.py). With `refine`, the best match of each of the
-        first `refine_videos` videos is moved from its key frame's time to the moment the query
-        shows (frameseek/localize.py).
+        are cut off first (frameseek/borders.py). `effort` ("fast", "default", "thorough" or an
+        `Effort`) says which regions of the query are searched besides the whole
+        (frameseek/regions.py) and how many candidates are verified geometrically
+        (frameseek/verify.py). With `refine`, the best match of each of the first
+        `refine_videos` videos is moved from its key frame's time to the moment the query
+        shows (frameseek/localize.py), from the region its best match was found in.
         """
-        return self.answer(image, top, candidates, refine, refine_videos, trim, videos=0).results
+        return self.answer(image, top, candidates, refine, refine_videos, trim, effort,
+                           videos=0).results
 
     def answer(self, image: ImageInput, top: int = 12, candidates: int = 100,
                refine: bool = True, refine_videos: int = 3, trim: bool = True,
-               videos: int = VIDEOS, min_similarity: float | None = None) -> Answer:
+               effort: str | Effort = DEFAULT_EFFORT, videos: int = VIDEOS,
+               min_similarity: float | None = None) -> Answer:
         """`search`'s key frames, and the best `videos` videos with every moment the picture
         appears in them (`videos_of`), from one forward of the CNN."""
         pixels = load_image(image)
         if trim:
             pixels = crop_to_content(pixels)
-        features = self.embed(pixels)
-        index, descriptor = features.index[0], features.descriptors[0]
-        matches = self.search_features(index, descriptor, top, candidates)
+        effort = EFFORTS[effort] if isinstance(effort, str) else effort
+        regions = query_regions(pixels, effort)
+        features = self.embed_many([region.crop(pixels) for region in regions])
+        matches, region = self.search_regions(pixels, regions, features, top, candidates,
+                                              effort.verify)
         if refine:
-            matches = self.localizer.refine(pixels, matches, refine_videos)
-        found = (self.videos_of(pixels, index, descriptor, videos, min_similarity=min_similarity)
-                 if videos else [])
+            matches = self.localizer.refine(region.crop(pixels), matches, refine_videos)
+        # The whole query's vectors (the first region) gather the videos' moments.
+        found = (self.videos_of(pixels, features.index[0], features.descriptors[0], videos,
+                                min_similarity=min_similarity) if videos else [])
         return Answer(matches, found)
+
+    def search_regions(self, pixels: np.ndarray, regions: Sequence[Region], features: Features,
+                       top: int = 12, candidates: int = 100, verify: int = 0
+                       ) -> tuple[list[Match], Region]:
+        """Each region's features (one row each, the whole query first) searched, merged by
+        key frame, and the first `verify` candidates re-ranked by geometric inliers with the
+        query's pixels. Key frames only a window found come after the others unless verified.
+        Returns the matches and the region the best one was found in."""
+        found = [self.search_features(features.index[i], features.descriptors[i],
+                                      max(top, verify), candidates) for i in range(len(regions))]
+        merged = [(m if r.kind == WHOLE else replace(m, region=r.box), r)
+                  for m, r in merge(regions, found, max(top, verify))]
+        if not merged:
+            return [], regions[0]
+        counts = [0] * len(merged)
+        if verify:
+            counts[:verify] = self.verifier.inliers(self.verifier.query(pixels),
+                                                    [m.keyframe_id for m, _ in merged[:verify]])
+            merged[:verify] = [(replace(m, inliers=n), r) for (m, r), n in zip(
+                merged[:verify], counts[:verify], strict=True)]
+        order = verified_order(counts, RANK_INLIERS, [r.kind == WINDOW for _, r in merged])
+        merged = [merged[i] for i in order]
+        return [m for m, _ in merged[:top]], merged[0][1]
 
     def videos_of(self, pixels: np.ndarray, index: np.ndarray, descriptor: np.ndarray,
                   videos: int = VIDEOS, keyframes: int = APPEARANCE_KEYFRAMES,
@@ -460,16 +505,26 @@ class Index:
 
     def verdict(self, matches: list[Match], min_similarity: float | None = None
                 ) -> Verdict | None:
-        """"No match" or not for a search's results: the best key frame's similarity against
-        `min_similarity`, by default the threshold calibrated for the index's pooling. None for
-        a pooling without one (the paper's "mean": its distances are on no fixed scale)."""
+        """"No match" or not for a search's results: a match where the best key frame's
+        similarity reaches `min_similarity` (by default the threshold calibrated for the index's
+        pooling), or, without `min_similarity`, where a verified key frame has `MATCH_INLIERS`
+        geometric inliers. The
+        similarity is the whole query's: a small region of any picture resembles some key
+        frame, so a region's counts only once verified. None for a pooling without a threshold
+        (the paper's "mean": its distances are on no fixed scale)."""
         calibrated = self.extractor.pooling.match_similarity
         if calibrated is None:
             return None
         threshold = calibrated if min_similarity is None else min_similarity
         # Unit vectors: |a - b|² = 2 - 2 cos(a, b).
-        similarity = max((1.0 - m.distance**2 / 2.0 for m in matches), default=-1.0)
-        return Verdict(NoMatch(threshold).is_match(similarity), similarity, threshold)
+        similarity = max((1.0 - m.distance**2 / 2.0 for m in matches if m.region is None),
+                         default=-1.0)
+        counted = [m.inliers for m in matches if m.inliers is not None]
+        inliers = max(counted) if counted else None
+        # A threshold of the caller's own is the similarity rule alone, as it always was.
+        verified = min_similarity is None and (inliers or 0) >= MATCH_INLIERS
+        match = NoMatch(threshold).is_match(similarity) or verified
+        return Verdict(match, similarity, threshold, inliers)
 
     def search_features(self, index: np.ndarray, descriptor: np.ndarray, top: int = 12,
                         candidates: int = 100) -> list[Match]:

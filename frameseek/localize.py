@@ -516,7 +516,9 @@ class Localizer:
             return first  # no frame looks like the query: the key frame's time is the safer answer
         time = float(track.times[row])
         holder = next((m for m in siblings if any(a <= time < b for a, b in m.segments)), first)
-        return replace(holder, distance=first.distance, time=time, frame=int(track.frames[row]),
+        # The evidence for the match (distance, inliers, the region found in) stays the first's.
+        return replace(holder, distance=first.distance, inliers=first.inliers,
+                       region=first.region, time=time, frame=int(track.frames[row]),
                        segment=segment_of(time, holder.segments), refined=True)
 
     def appearances(self, query: np.ndarray, matches: list[Match]) -> VideoResult:

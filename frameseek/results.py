@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from frameseek.verdict import MATCH_INLIERS
+
 
 def similarity(distance: float) -> float:
     """The cosine of two unit-length descriptors at this L2 distance: |a - b|² = 2 - 2 cos. For an
@@ -31,13 +33,20 @@ class Match:
     keyframe_frame: int = 0
     segment: tuple[float, float] = (0.0, 0.0)
     refined: bool = False
+    # Geometric inliers between the query and this key frame (frameseek/verify.py); None where
+    # the key frame was not verified.
+    inliers: int | None = None
+    # The part of the query (top, bottom, left, right) whose descriptor found this key frame;
+    # None for the whole query.
+    region: tuple[int, int, int, int] | None = None
 
     def to_json(self) -> dict:
         return {"video": self.video, "time": round(self.time, 4), "frame": self.frame,
                 "distance": round(self.distance, 4), "keyframe_time": round(self.keyframe_time, 4),
                 "keyframe_frame": self.keyframe_frame,
                 "segment": [round(self.segment[0], 4), round(self.segment[1], 4)],
-                "refined": self.refined}
+                "refined": self.refined, "inliers": self.inliers,
+                "region": list(self.region) if self.region is not None else None}
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,15 @@ class Verdict:
     match: bool
     similarity: float  # the best key frame's: cosine of the unit-length fine vectors
     threshold: float
+    # The most geometric inliers of a verified key frame, and the count that makes a match by
+    # itself; None where nothing was verified.
+    inliers: int | None = None
+    min_inliers: int = MATCH_INLIERS
 
     def to_json(self) -> dict:
         return {"match": self.match, "similarity": round(self.similarity, 4),
-                "threshold": self.threshold}
+                "threshold": self.threshold, "inliers": self.inliers,
+                "min_inliers": self.min_inliers}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from frameseek.index import IndexConfig
+from frameseek.verify import RANK_INLIERS
 from frameseek.video import iter_frames
 from tests.conftest import BBB, BIKES, SAMPLES, frame_at, sampled_frames
 
@@ -53,7 +54,13 @@ def test_search_json_contract(sample_index: Path, sample_videos: Path, tmp_path:
         for result in results:
             for name, kind in RESULT_FIELDS.items():
                 assert isinstance(result[name], kind), (name, result)
-        assert [r["distance"] for r in results] == sorted(r["distance"] for r in results)
+        # Verified key frames first, most inliers first, then the rest nearest first.
+        verified = [r for r in results if (r["inliers"] or 0) >= RANK_INLIERS]
+        assert results[:len(verified)] == verified
+        assert [r["inliers"] for r in verified] == sorted((r["inliers"] for r in verified),
+                                                          reverse=True)
+        rest = [r["distance"] for r in results[len(verified):]]
+        assert rest == sorted(rest)
     # Videos are named as they were indexed; the query photo is bunny frame 803, in the shot of
     # frames 754-953; the bikes frame comes from its own video.
     bunny, bikes = answers[0]["results"][0], answers[1]["results"][0]

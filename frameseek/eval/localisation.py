@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from frameseek.eval.methods import CANDIDATES, TOP, Ours, QueryInput
+from frameseek.eval.methods import TOP, Ours, QueryInput
 from frameseek.eval.queries import SETS, Query
 from frameseek.index import Index
 from frameseek.localize import LocalisationSample, Track, build_track, localisation_metrics
@@ -41,8 +41,7 @@ def add_tracks(index: Index, cache: Path) -> int:
 
 def sample(ours: Ours, query: Query, features: QueryInput) -> LocalisationSample:
     """One query's top result without and with refinement, and the time refinement took."""
-    index, descriptor, pixels = ours.query_features(features)
-    matches = ours.index.search_features(index, descriptor, TOP, CANDIDATES)
+    matches, pixels = ours.matches(features, TOP)
     start = time.perf_counter()
     refined = ours.index.localizer.refine(pixels, matches)
     seconds = time.perf_counter() - start

@@ -3,9 +3,12 @@
 Ours searches a real frameseek `Index` on disk (coarse-to-fine); the baselines are exhaustive
 searches over their own encodings of the same key frames (DFTA: of the shots containing them).
 Ours comes in the variants of issue 8: the paper's pooling ("Ours", the faithful method) or R-MAC,
-each with and without trimming the query's borders; "Ours R-MAC + trim" is frameseek's default.
-The R-MAC indexes add the coverage guarantee's key frames to Algorithm 1's, as `frameseek index`
-does; "Ours" keeps the paper's Algorithm 1 as it is (its pooling has no match threshold).
+each with and without trimming the query's borders ("Ours R-MAC + trim" was frameseek's default
+before query regions and verification); and R-MAC + trim with query regions and geometric
+verification at each effort (frameseek/regions.py, frameseek/verify.py), "default" being what
+`frameseek search` does. The R-MAC indexes add the coverage guarantee's key frames to Algorithm
+1's, as `frameseek index` does; "Ours" keeps the paper's Algorithm 1 as it is (its pooling has no
+match threshold).
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import numpy as np
 
 from frameseek.eval.analysis import GREY_SIZE, VideoAnalysis, grey_image
 from frameseek.eval.encoders import BinaryTests, FisherEncoder, hamming
-from frameseek.index import Index, IndexConfig, content_id, coverage_similarity
+from frameseek.index import Index, IndexConfig, Match, content_id, coverage_similarity
 from frameseek.keyframes import KeyFrame, _spans, cover
+from frameseek.regions import EFFORTS, WHOLE, Effort, Region, query_regions
 from frameseek.store.base import VideoRecord
 from frameseek.video import probe
 
 TOP = 12
-DEFAULT = "Ours R-MAC + trim"  # what `frameseek index` and `frameseek search` do by default
+TRIMMED = "Ours R-MAC + trim"  # frameseek's default before query regions and verification
+VERIFIED = "Ours R-MAC + regions + verify"  # then the effort in brackets
+DEFAULT = f"{VERIFIED} (default)"  # what `frameseek index` and `frameseek search` do by default
 CANDIDATES = 100  # Ours: coarse-stage candidates re-ranked on 512-d (frameseek's default)
 
 # Per video: the analysis rows kept as key frames, and every sample's k-means cluster label.
@@ -50,11 +56,26 @@ class QueryInput:
     pool5: np.ndarray  # (1, 512, 7, 7) float32
     descriptor: np.ndarray  # (512,)
     index: np.ndarray  # (64,)
-    # The image with uniform borders cut off (robust.trim_borders), and its maps; the same as
+    # The image with uniform borders cut off (borders.trim_borders), and its maps; the same as
     # rgb and pool5 where nothing was trimmed.
     content_rgb: np.ndarray
     content_pool5: np.ndarray
     trim_seconds: float
+    # The content's regions beyond the whole for the most thorough effort (a superset of the
+    # others'), with their maps and the seconds each one's CNN forward took.
+    regions: tuple[Region, ...] = ()
+    region_pool5: np.ndarray | None = None
+    region_seconds: tuple[float, ...] = ()
+
+    def region_maps(self, regions: list[Region]) -> tuple[np.ndarray, float]:
+        """The maps of `regions` (the whole content first), and the CNN seconds of those beyond
+        the whole."""
+        maps, seconds = [self.content_pool5[0]], 0.0
+        for region in regions[1:]:
+            i = self.regions.index(region)
+            maps.append(self.region_pool5[i])
+            seconds += self.region_seconds[i]
+        return np.stack(maps).astype(np.float32), seconds
 
 
 @dataclass
@@ -145,20 +166,51 @@ class Ours(Method):
         self.vector_bytes = (64 + 512) * 4
         self.build_seconds = build_seconds
 
-    def query_features(self, query: QueryInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The query's 64-d index, 512-d descriptor, and the pixels its moment is refined with."""
+    def with_index(self, index: Index) -> Ours:
+        """The same method over another index (the eval's index without one work)."""
+        return type(self)(self.name, index, self.trim, self.build_seconds)
+
+    def matches(self, query: QueryInput, top: int = TOP) -> tuple[list[Match], np.ndarray]:
+        """The index's matches for the query, and the pixels its moment is refined with."""
         pool5, rgb = (query.content_pool5, query.content_rgb) if self.trim else (query.pool5,
                                                                                  query.rgb)
         features = self.index.extractor.features(pool5)
-        return features.index[0], features.descriptors[0], rgb
+        return self.index.search_features(features.index[0], features.descriptors[0], top,
+                                          CANDIDATES), rgb
 
     def search(self, query: QueryInput, top: int = TOP) -> list[Result]:
-        index, descriptor, _ = self.query_features(query)
-        matches = self.index.search_features(index, descriptor, top, CANDIDATES)
-        return [Result(m.video, m.time, m.time, m.time, m.keyframe_id) for m in matches]
+        return [Result(m.video, m.time, m.time, m.time, m.keyframe_id)
+                for m in self.matches(query, top)[0]]
 
     def query_seconds(self, query: QueryInput) -> float:
         return query.trim_seconds if self.trim else 0.0
+
+
+class OursVerified(Ours):
+    """frameseek's search at one effort: the trimmed query and its regions searched, the best
+    candidates verified geometrically against their thumbnails (`Index.search_regions`). The
+    regions are found anew per query (their cost is in the search time); their CNN forwards are
+    the cached ones, their time added to the query's."""
+
+    def __init__(self, effort: str, index: Index, build_seconds: float) -> None:
+        super().__init__(f"{VERIFIED} ({effort})", index, True, build_seconds)
+        self.effort_name = effort
+        self.effort: Effort = EFFORTS[effort]
+
+    def with_index(self, index: Index) -> OursVerified:
+        return OursVerified(self.effort_name, index, self.build_seconds)
+
+    def matches(self, query: QueryInput, top: int = TOP) -> tuple[list[Match], np.ndarray]:
+        regions = query_regions(query.content_rgb, self.effort)
+        maps, _ = query.region_maps(regions)
+        found, region = self.index.search_regions(
+            query.content_rgb, regions, self.index.extractor.features(maps), top, CANDIDATES,
+            self.effort.verify)
+        return found, region.crop(query.content_rgb)
+
+    def query_seconds(self, query: QueryInput) -> float:
+        regions = query_regions(query.content_rgb, self.effort)
+        return query.trim_seconds + query.region_maps(regions)[1]
 
 
 class LBTT(Method):
@@ -263,4 +315,11 @@ def ours_variants(directory: Path, analyses: list[VideoAnalysis], selection: Sel
         seconds = time.perf_counter() - start
         variants += [Ours(label, index, False, seconds),
                      Ours(f"{label} + trim", index, True, seconds)]
+    variants += [OursVerified(effort, variants[-1].index, variants[-1].build_seconds)
+                 for effort in EFFORTS]
     return variants
+
+
+def all_regions(rgb: np.ndarray) -> list[Region]:
+    """The regions beyond the whole that any effort searches in `rgb`."""
+    return [r for r in query_regions(rgb, EFFORTS["thorough"]) if r.kind != WHOLE]

@@ -1,4 +1,8 @@
-"""Seeded query sets: frames taken at random times, saved plain and with one real-world damage.
+"""Seeded query sets: frames taken at random times, saved plain, with one real-world damage,
+and (the hard set) with `HARD_PER_FRAME` of the damages that brand monitoring, newsrooms and
+social reposts produce: the frame as an inset of another picture, a small compressed thumbnail,
+a vertical window, a tight crop, a tilted phone photo with moiré and glare, grey and high
+contrast, a text block, a stretch, and mixtures of these.
 
 Random times land on key frames only by chance (about 1 frame in 24-50 is sampled, and only some
 samples become key frames), so a query tests whether the index generalises across a shot rather
@@ -20,7 +24,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from frameseek.video import iter_frames, probe
 
 QUERIES_FILE = "queries.json"
-SETS = ("plain", "perturbed")
+SETS = ("plain", "perturbed", "hard")
+HARD_PER_FRAME = 2  # hard queries per sampled frame, of different families
 PLAIN_QUALITY = 90
 EDGE_MARGIN_S = 0.25  # keep clear of the very first and last frames, often black or partial
 
@@ -63,21 +68,32 @@ def _video_queries(video: Path, out_dir: Path, per_video: int, seed: int) -> lis
     wanted = sorted(rng.uniform(low, high, per_video))
     frames = _frames_at(video, wanted)
     first_kind = int(rng.integers(len(PERTURBATIONS)))
+    # A generator of its own, so that the plain and perturbed sets are those made before the
+    # hard set existed.
+    hard_rng = np.random.default_rng([seed, zlib.crc32(video.name.encode()), 1])
+    first_family = int(hard_rng.integers(len(HARD_FAMILIES)))
     queries = []
+
+    def save(set_name: str, stem: str, data: bytes, perturbation: dict, number: int,
+             time: float) -> None:
+        (out_dir / set_name).mkdir(parents=True, exist_ok=True)
+        file = f"{set_name}/{stem}.jpg"
+        (out_dir / file).write_bytes(data)
+        queries.append(Query(f"{set_name}/{stem}", set_name, file, str(video), round(time, 4),
+                             number, perturbation))
+
     for i, (number, time, rgb) in enumerate(frames):
         stem = f"{video.stem}_{i:02d}"
-        for set_name in SETS:
-            (out_dir / set_name).mkdir(parents=True, exist_ok=True)
-            file = f"{set_name}/{stem}.jpg"
-            if set_name == "plain":
-                data, perturbation = _jpeg(Image.fromarray(rgb), PLAIN_QUALITY), {"kind": "none"}
-            else:
-                kind = list(PERTURBATIONS)[(first_kind + i) % len(PERTURBATIONS)]
-                data, perturbation = PERTURBATIONS[kind](Image.fromarray(rgb), rng)
-                perturbation = {"kind": kind, **perturbation}
-            (out_dir / file).write_bytes(data)
-            queries.append(Query(f"{set_name}/{stem}", set_name, file, str(video), round(time, 4),
-                                 number, perturbation))
+        save("plain", stem, _jpeg(Image.fromarray(rgb), PLAIN_QUALITY), {"kind": "none"},
+             number, time)
+        kind = list(PERTURBATIONS)[(first_kind + i) % len(PERTURBATIONS)]
+        data, perturbation = PERTURBATIONS[kind](Image.fromarray(rgb), rng)
+        save("perturbed", stem, data, {"kind": kind, **perturbation}, number, time)
+        for j in range(HARD_PER_FRAME):
+            family = list(HARD_FAMILIES)[(first_family + HARD_PER_FRAME * i + j)
+                                         % len(HARD_FAMILIES)]
+            data, perturbation = hard_query(Image.fromarray(rgb), family, hard_rng)
+            save("hard", f"{stem}_{j}", data, perturbation, number, time)
     return queries
 
 
@@ -221,4 +237,185 @@ PERTURBATIONS: dict[str, Callable[[Image.Image, np.random.Generator], tuple[byte
     "screenshot": _screenshot,
     "phone_photo": _phone_photo,
     "occlusion": _occlusion,
+}
+
+
+# -- hard families: each takes a frame and the generator, returns the damaged picture and its
+# parameters; the query is the picture as JPEG (at the quality a family names, else 90) --------
+
+Damage = Callable[[Image.Image, np.random.Generator], tuple[Image.Image, dict]]
+
+
+def hard_query(image: Image.Image, family: str, rng: np.random.Generator) -> tuple[bytes, dict]:
+    """One hard query of `family` made from `image`: JPEG bytes and {"kind": family, ...}."""
+    picture, parameters = HARD_FAMILIES[family](image, rng)
+    quality = int(parameters.pop("quality", PLAIN_QUALITY))
+    return _jpeg(picture.convert("RGB"), quality), {"kind": family, **parameters,
+                                                     "quality": quality}
+
+
+def _inset(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """Picture-in-picture: the frame small, in a corner of a busy larger picture (a studio,
+    a reaction video), which no border trimming removes."""
+    share = float(rng.uniform(0.28, 0.45))  # the inset's share of the picture's width
+    width = max(image.width, 640)
+    height = round(width * 9 / 16)
+    canvas = _busy_background(width, height, rng)
+    w = round(width * share)
+    h = max(8, round(w * image.height / image.width))
+    margin = round(0.03 * width)
+    x = int(rng.choice([margin, width - w - margin]))
+    y = int(rng.choice([margin, height - h - margin]))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((x - 2, y - 2, x + w + 1, y + h + 1), fill=(250, 250, 250))
+    canvas.paste(image.resize((w, h), Image.Resampling.LANCZOS), (x, y))
+    return canvas, {"share": round(share, 3), "box": [x, y, w, h]}
+
+
+def _busy_background(width: int, height: int, rng: np.random.Generator) -> Image.Image:
+    """A picture with structure everywhere: smooth colour fields, shapes and lines of text."""
+    field = rng.uniform(30, 225, (4, 6, 3)).astype(np.uint8)
+    canvas = Image.fromarray(field).resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(6, 12))):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        x1 = x0 + int(rng.integers(width // 12, width // 3))
+        y1 = y0 + int(rng.integers(height // 12, height // 3))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.integers(2):
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+        else:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+    for line in range(int(rng.integers(2, 5))):
+        draw.text((int(rng.integers(0, width // 2)), int(rng.integers(0, height - 12))),
+                  f"LIVE - studio segment {line + 1}", fill=(255, 255, 255))
+    return canvas.filter(ImageFilter.GaussianBlur(1.0))
+
+
+def _thumbnail(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """A search result's or feed's thumbnail: 96-160 pixels wide, heavily compressed."""
+    width = int(rng.integers(96, 161))
+    height = max(8, round(width * image.height / image.width))
+    return image.resize((width, height), Image.Resampling.BILINEAR), {
+        "width": width, "quality": int(rng.integers(15, 36))}
+
+
+def _vertical(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """A phone-shaped repost: a 9:16 (or 3:4) window of the full height, at a random place."""
+    aspect = float(rng.choice([9 / 16, 3 / 4]))
+    w = min(image.width, round(image.height * aspect))
+    x = int(rng.integers(0, image.width - w + 1))
+    return image.crop((x, 0, x + w, image.height)), {"aspect": round(aspect, 3),
+                                                    "box": [x, 0, w, image.height]}
+
+
+def _tight_crop(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """A small part of the frame (12-30% of its area), any shape near square."""
+    area = float(rng.uniform(0.12, 0.30))
+    aspect = float(rng.uniform(0.7, 1.4))
+    width = min(1.0, np.sqrt(area * aspect))
+    height = min(1.0, area / width)
+    w, h = max(8, round(image.width * width)), max(8, round(image.height * height))
+    x = int(rng.integers(0, image.width - w + 1))
+    y = int(rng.integers(0, image.height - h + 1))
+    return image.crop((x, y, x + w, y + h)), {"area": round(float(width * height), 3),
+                                             "box": [x, y, w, h]}
+
+
+def _phone_moire(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """A photo of a screen held at an angle: bezel, tilt ±15°, perspective ±10% a corner,
+    moiré fringes, a glare spot, blur, sensor noise."""
+    pad = round(0.06 * image.width)
+    screen = Image.new("RGB", (image.width + 2 * pad, image.height + 2 * pad), (10, 10, 12))
+    screen.paste(image, (pad, pad))
+    angle = float(rng.uniform(-15, 15))
+    screen = screen.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True,
+                           fillcolor=(80, 70, 60))
+    w, h = screen.size
+    jitter = rng.uniform(-0.10, 0.10, 8) * np.array([w, h] * 4)
+    corners = np.array([0, 0, w, 0, w, h, 0, h], dtype=float) + jitter
+    photo = screen.transform((w, h), Image.Transform.PERSPECTIVE,
+                             _perspective_coefficients(corners, [0, 0, w, 0, w, h, 0, h]),
+                             Image.Resampling.BILINEAR, fillcolor=(80, 70, 60))
+    pixels = np.asarray(photo, dtype=np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    period = float(rng.uniform(3.0, 7.0))
+    theta = float(rng.uniform(0, np.pi))
+    strength = float(rng.uniform(0.08, 0.18))
+    fringes = np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period
+                     + 0.002 * (xx**2 + yy**2) / max(w, h))
+    pixels *= 1 + strength * fringes[..., None]
+    gx, gy = float(rng.uniform(0.2, 0.8)) * w, float(rng.uniform(0.2, 0.8)) * h
+    radius = float(rng.uniform(0.12, 0.25)) * max(w, h)
+    glare = np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * radius**2))
+    pixels += float(rng.uniform(80, 150)) * glare[..., None]
+    pixels += rng.normal(0, 4, pixels.shape).astype(np.float32)
+    photo = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    photo = photo.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.6, 1.4))))
+    return photo, {"angle": round(angle, 2), "moire_period": round(period, 2),
+                   "moire_strength": round(strength, 3), "glare_radius": round(radius, 1),
+                   "quality": int(rng.integers(70, 86))}
+
+
+def _grey_contrast(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """Black and white with the contrast pushed (×1.5-2.2, clipped), as a stylised repost."""
+    contrast = float(rng.uniform(1.5, 2.2))
+    grey = ImageEnhance.Contrast(image.convert("L")).enhance(contrast)
+    return grey.convert("RGB"), {"contrast": round(contrast, 3)}
+
+
+def _text_block(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """A meme-style panel of text over 30-45% of the picture, at its top or bottom."""
+    cover = float(rng.uniform(0.30, 0.45))
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    panel = round(image.height * cover)
+    top = bool(rng.integers(2))
+    y0 = 0 if top else image.height - panel
+    fill = (255, 255, 255) if rng.integers(2) else (20, 20, 20)
+    ink = (0, 0, 0) if fill[0] > 128 else (255, 255, 255)
+    draw.rectangle((0, y0, image.width, y0 + panel), fill=fill)
+    for line in range(max(1, panel // 18)):
+        draw.text((10, y0 + 6 + 18 * line), "when the video is exactly what you needed " * 2,
+                  fill=ink)
+    return image, {"cover": round(cover, 3), "top": top}
+
+
+def _stretch(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    """Resized to another aspect ratio: one side ×0.6-0.8 or ×1.25-1.6."""
+    factor = float(rng.choice([rng.uniform(0.6, 0.8), rng.uniform(1.25, 1.6)]))
+    size = (max(8, round(image.width * factor)), image.height)
+    return image.resize(size, Image.Resampling.BILINEAR), {"factor": round(factor, 3)}
+
+
+# A mixture takes one geometric change, then one or two of the appearance changes, then may
+# shrink the result to a thumbnail: the order a repost goes through.
+_GEOMETRY = ("inset", "vertical", "tight_crop", "stretch")
+_APPEARANCE = ("grey_contrast", "text_block", "phone_moire")
+
+
+def _mixture(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, dict]:
+    steps = [str(rng.choice(_GEOMETRY))]
+    steps += [str(k) for k in rng.choice(_APPEARANCE, int(rng.integers(1, 3)), replace=False)]
+    if rng.integers(3) == 0:
+        steps.append("thumbnail")
+    parameters: dict = {"steps": steps}
+    quality = PLAIN_QUALITY
+    for step in steps:
+        image, used = HARD_FAMILIES[step](image, rng)
+        quality = min(quality, int(used.pop("quality", PLAIN_QUALITY)))
+        parameters[step] = used
+    return image, {**parameters, "quality": quality}
+
+
+HARD_FAMILIES: dict[str, Damage] = {
+    "inset": _inset,
+    "thumbnail": _thumbnail,
+    "vertical": _vertical,
+    "tight_crop": _tight_crop,
+    "phone_moire": _phone_moire,
+    "grey_contrast": _grey_contrast,
+    "text_block": _text_block,
+    "stretch": _stretch,
+    "mixture": _mixture,
 }

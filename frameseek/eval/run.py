@@ -8,38 +8,47 @@ import logging
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from frameseek import backends
+from frameseek.borders import trim_borders
 from frameseek.eval.analysis import VideoAnalysis, cached_analysis
 from frameseek.eval.gallery import write_gallery
 from frameseek.eval.localisation import evaluate as evaluate_localisation
 from frameseek.eval.methods import (
     DEFAULT,
+    TRIMMED,
+    VERIFIED,
     KeyFrames,
     Method,
+    Ours,
     QueryInput,
+    Selection,
+    all_regions,
     baselines,
+    build_ours,
     ours_variants,
 )
 from frameseek.eval.metrics import Outcome, by_perturbation, summarise
 from frameseek.eval.queries import QUERIES_FILE, SETS, Query, make_queries
 from frameseek.eval.report import write_report
 from frameseek.eval.sweep import THETAS, theta_sweep
+from frameseek.eval.verdicts import collect, study
 from frameseek.features import FeatureExtractor, mean_pool_channels, mean_pool_spatial
-from frameseek.index import IndexConfig, find_videos
+from frameseek.index import Index, IndexConfig, find_videos
 from frameseek.query import load_image
-from frameseek.robust import trim_borders
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SMOKE_THETAS = (0.6, 1.4, 3.0)
 QUERY_CACHE_VERSION = b"trim-v1"
+REGION_CACHE_VERSION = b"regions-v1"
+OUTSIDE_PER_VIDEO = 10  # frames per outside video, each a plain, a perturbed and hard queries
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class Settings:
 class CorpusVideo:
     path: Path
     role: str  # frameseek.eval.corpus.ROLES: "query", "distractor" or "outside"
+    work: str  # the source video it was cut from: Big Buck Bunny's clips are one work
 
 
 def corpus_videos(corpus: Path, indexed_only: bool = False) -> list[CorpusVideo]:
@@ -65,9 +75,10 @@ def corpus_videos(corpus: Path, indexed_only: bool = False) -> list[CorpusVideo]
     `indexed_only` leaves out the "outside" videos, which only bench/no_match.py queries."""
     manifest = corpus / MANIFEST
     if not manifest.exists():
-        return [CorpusVideo(path, "query") for path in find_videos([corpus])]
+        return [CorpusVideo(path, "query", str(path)) for path in find_videos([corpus])]
     rows = json.loads(manifest.read_text())
-    videos = [CorpusVideo(corpus / row["file"], row.get("role", "query")) for row in rows]
+    videos = [CorpusVideo(corpus / row["file"], row.get("role", "query"),
+                          row.get("original_path", row["file"])) for row in rows]
     return [v for v in videos if not (indexed_only and v.role == "outside")]
 
 
@@ -94,6 +105,8 @@ def run(settings: Settings) -> dict:
                            settings.per_video, settings.seed)
     inputs, cnn_seconds, load_seconds = embed_queries(queries, query_dir, extractor, out)
     log.info("%d queries embedded", len(queries))
+    inputs = embed_regions(inputs, query_dir, extractor, out)
+    log.info("their regions embedded")
 
     selection = {a.path: a.select(config) for a in analyses}
     keyframes = KeyFrames.select(analyses, selection)
@@ -103,20 +116,26 @@ def run(settings: Settings) -> dict:
     outcomes = {m.name: search_all(m, queries, inputs, cnn_seconds, load_seconds)
                 for m in methods}
     log.info("searched with %d methods", len(methods))
-    faithful, default = (next(m for m in variants if m.name == name) for name in ("Ours", DEFAULT))
+    faithful, trimmed, default = (next(m for m in variants if m.name == name)
+                                  for name in ("Ours", TRIMMED, DEFAULT))
 
     sweep = theta_sweep(analyses, config, queries, inputs,
                         SMOKE_THETAS if settings.smoke else THETAS)
     log.info("θ sweep done")
 
     # Sizes before the localisation tracks join the indexes.
-    index_bytes = {m.name: directory_bytes(m.index.directory) for m in (faithful, default)}
+    index_bytes = {m.name: directory_bytes(m.index.directory)
+                   for m in (faithful, trimmed, default)}
     localisation = {}
-    for method in (default, faithful):
+    for method in (default, trimmed, faithful):
         localisation[method.name] = evaluate_localisation(method, queries, inputs,
                                                           out / "cache" / "tracks")
         localisation[method.name]["index_bytes_without_tracks"] = index_bytes[method.name]
     log.info("localisation measured")
+    verdicts = verdict_study(settings, videos, analyses, selection, config, queries, inputs,
+                             [m for m in variants if m.name == TRIMMED
+                              or m.name.startswith(VERIFIED)], extractor)
+    log.info("verdicts measured")
 
     results = {
         "meta": meta(settings, config, extractor),
@@ -131,12 +150,15 @@ def run(settings: Settings) -> dict:
                          for s in SETS},
                 "perturbations": by_perturbation(
                     [o for o in outcomes[m.name] if o.query.set == "perturbed"]),
+                "families": by_perturbation(
+                    [o for o in outcomes[m.name] if o.query.set == "hard"]),
             }
             for m in methods
         },
         "ours_index_bytes_per_keyframe": index_bytes[default.name] / max(1, default.entries),
         "theta_sweep": sweep,
         "localisation": localisation,
+        "verdicts": verdicts,
     }
     write_gallery(out / "gallery.html", gallery_picks(outcomes[default.name], settings.seed),
                   query_dir, default.index.store.thumbnail)
@@ -200,6 +222,78 @@ def _embed_queries(queries: list[Query], query_dir: Path, extractor: FeatureExtr
     return {"pool5": np.stack(maps), "content_pool5": np.stack(content_maps),
             "boxes": np.array(boxes), "total": np.array(total), "loading": np.array(loading),
             "trim": np.array(trim)}
+
+
+def embed_regions(inputs: list[QueryInput], query_dir: Path, extractor: FeatureExtractor,
+                  out: Path) -> list[QueryInput]:
+    """Each query's regions (`methods.all_regions` of its trimmed content) through the CNN once,
+    cached like the queries, each forward timed."""
+    listing = (query_dir / QUERIES_FILE).read_bytes()
+    key = hashlib.sha256(listing + str(extractor.input_size).encode()
+                         + REGION_CACHE_VERSION).hexdigest()[:24]
+    cache = out / "cache" / f"regions-{key}.npz"
+    regions = [all_regions(q.content_rgb) for q in inputs]
+    if not cache.exists():
+        maps, seconds = [], []
+        for q, found in zip(inputs, regions, strict=True):
+            for region in found:
+                start = time.perf_counter()
+                maps.append(extractor.pool5(extractor.resize(region.crop(q.content_rgb))[None])[0])
+                seconds.append(time.perf_counter() - start)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, pool5=np.array(maps, dtype=np.float16).reshape(-1, 512, 7, 7),
+                 seconds=np.array(seconds), boxes=np.array(
+                     [r.box for found in regions for r in found]).reshape(-1, 4))
+    with np.load(cache) as data:
+        arrays = dict(data)
+    if [tuple(b) for b in arrays["boxes"].tolist()] != [r.box for f in regions for r in f]:
+        raise RuntimeError(f"{cache}: cached regions differ from today's; delete the file")
+    embedded, start = [], 0
+    for q, found in zip(inputs, regions, strict=True):
+        end = start + len(found)
+        embedded.append(replace(q, regions=tuple(found),
+                                region_pool5=arrays["pool5"][start:end],
+                                region_seconds=tuple(arrays["seconds"][start:end].tolist())))
+        start = end
+    return embedded
+
+
+def verdict_study(settings: Settings, videos: list[CorpusVideo], analyses: list[VideoAnalysis],
+                  selection: Selection, config: IndexConfig, queries: list[Query],
+                  inputs: list[QueryInput], methods: list[Ours], extractor: FeatureExtractor
+                  ) -> dict:
+    """True matches kept at outside FPR ≤ 1% (frameseek/eval/verdicts.py), per method, with
+    the similarity rule alone and, for verified methods, with inliers too."""
+    everything = corpus_videos(settings.corpus)
+    works = {str(v.path): v.work for v in everything}
+    outside_videos = [v.path for v in everything if v.role == "outside"]
+    outside: list[tuple[Query, QueryInput]] = []
+    if outside_videos:
+        directory = settings.out / "queries-outside"
+        found = make_queries(outside_videos, directory, OUTSIDE_PER_VIDEO, settings.seed)
+        features, _, _ = embed_queries(found, directory, extractor, settings.out)
+        outside = list(zip(found, embed_regions(features, directory, extractor, settings.out),
+                           strict=True))
+    reduced: dict[str, Index] = {}
+
+    def without(work: str) -> Index:
+        if work not in reduced:
+            kept = [a for a in analyses if works[a.path] != work]
+            reduced[work] = build_ours(settings.out / "index" / f"without-{len(reduced)}", kept,
+                                       selection, replace(config, pooling="rmac"))
+        return reduced[work]
+
+    inside = list(zip(queries, inputs, strict=True))
+    results = {}
+    for method in methods:
+        found = collect(method, inside, outside, works, without)
+        results[method.name] = {"similarity": study(found, use_inliers=False)}
+        if method.name.startswith(VERIFIED):
+            results[method.name]["similarity or inliers"] = study(found, use_inliers=True)
+        log.info("verdicts of %s", method.name)
+    for index in reduced.values():
+        index.close()
+    return results
 
 
 def search_all(method: Method, queries: list[Query], inputs: list[QueryInput],

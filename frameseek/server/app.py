@@ -40,12 +40,14 @@ from pydantic import BaseModel
 from starlette.types import Message
 
 from frameseek import __version__, backends
+from frameseek.borders import crop_to_content
 from frameseek.clips import MAX_CLIP_S, ClipAnswer, ClipError, ClipTooLong
+from frameseek.features import Features
 from frameseek.index import Index
 from frameseek.keyframes import StageTimer
 from frameseek.query import MAX_PIXELS, QueryError, load_image
+from frameseek.regions import DEFAULT_EFFORT, EFFORTS, WHOLE, Region
 from frameseek.results import Match, Verdict, VideoResult
-from frameseek.robust import crop_to_content
 from frameseek.server.accesslog import AccessLog, AccessLogFormat
 from frameseek.server.auth import (
     DEFAULT_MEDIA_URL_TTL_S,
@@ -266,7 +268,12 @@ class IndexService:
                 # `Index.searcher()` rebuilds the search structure when the index changed on
                 # disk; doing it here under the lock builds it once, not once per query.
                 self.index.searcher()
-            matches = self.index.search_features(embedding.index, embedding.descriptor, top)
+            # The whole query only (the batcher embeds one picture per query), verified as the
+            # default effort verifies (docs/robust.md, "Hard queries").
+            whole = Region((0, query.pixels.shape[0], 0, query.pixels.shape[1]), WHOLE)
+            matches, _ = self.index.search_regions(
+                query.pixels, [whole], Features(embedding.descriptor[None], embedding.index[None]),
+                top, verify=EFFORTS[DEFAULT_EFFORT].verify)
         with stages.stage("refine"):
             matches = self.index.localizer.refine(query.pixels, matches)
         with stages.stage("moments"):

@@ -14,7 +14,11 @@ from frameseek.cli import main
 from frameseek.eval.run import SMOKE_THETAS
 from frameseek.index import Index, IndexConfig
 
-OURS = {"Ours", "Ours + trim", "Ours R-MAC", "Ours R-MAC + trim"}
+VERIFIED = {f"Ours R-MAC + regions + verify ({effort})" for effort in ("fast", "default",
+                                                                        "thorough")}
+OURS = {"Ours", "Ours + trim", "Ours R-MAC", "Ours R-MAC + trim", *VERIFIED}
+DEFAULT = "Ours R-MAC + regions + verify (default)"
+SETS = {"plain": 6, "perturbed": 6, "hard": 12}  # hard: two per frame
 METHODS = {*OURS, "Exact 512-d", "DFSP", "DF", "DFSE", "DFTA", "LBTT"}
 
 
@@ -33,11 +37,11 @@ def results(out: Path) -> dict:
 def test_every_method_and_set_is_reported_with_figures_in_range(evaluation: Path) -> None:
     r = results(evaluation)
     assert set(r["methods"]) == METHODS
-    assert r["corpus"]["queries"] == {"plain": 6, "perturbed": 6}
+    assert r["corpus"]["queries"] == SETS
     for name, method in r["methods"].items():
-        for set_name in ("plain", "perturbed"):
+        for set_name, count in SETS.items():
             f = method["sets"][set_name]
-            assert f["queries"] == 6
+            assert f["queries"] == count
             for key in ("acc@1", "acc@5", "acc@12", "top1_video", "mrr", "within_2s"):
                 assert 0.0 <= f[key] <= 1.0, (name, set_name, key)
             assert f["acc@1"] >= f["top1_video"] - 1e-9  # acc@1 is top-1 video per query
@@ -46,23 +50,41 @@ def test_every_method_and_set_is_reported_with_figures_in_range(evaluation: Path
         assert 0.9 < method["compression_ratio"] < 1.0
     report = (evaluation / "report.md").read_text()
     for name in METHODS:
-        assert report.count(f"| {name} |") >= 4, name  # both sets, paper and size tables
-    assert "## Accuracy, plain queries" in report and "## Accuracy, perturbed queries" in report
+        assert report.count(f"| {name} |") >= 5, name  # the sets, paper and size tables
+    for set_name in SETS:
+        assert f"## Accuracy, {set_name} queries" in report
+    assert "## Hard queries by family" in report and "## Cost of the default query" in report
     inference = r["meta"]["inference"]  # the back end is part of every figure's meaning
     assert inference["name"] in backends.names() and f"CNN: {inference['name']}" in report
     assert all(inference["name"] in c.name for c in (evaluation / "cache" / "analysis").iterdir())
 
 
+def test_the_verdict_is_measured_cross_validated_by_work(evaluation: Path) -> None:
+    verdicts = results(evaluation)["verdicts"]
+    assert set(verdicts) == {"Ours R-MAC + trim", *VERIFIED}
+    assert set(verdicts["Ours R-MAC + trim"]) == {"similarity"}
+    study = verdicts[DEFAULT]["similarity or inliers"]
+    # The fixture's two videos are two works: each one's queries against the index without it.
+    assert study["outside_queries"] == sum(SETS.values())
+    assert len(study["folds"]) == 2
+    assert set(study["sets"]) == set(SETS)
+    for figures in [*study["sets"].values(), *study["families"].values()]:
+        assert 0.0 <= figures["kept"] <= 1.0
+    # Plain queries are frames of the indexed videos: kept whatever the fold's thresholds.
+    assert study["sets"]["plain"]["kept"] >= 0.5
+    assert "## The verdict" in (evaluation / "report.md").read_text()
+
+
 def test_localisation_is_reported_for_both_sets_with_and_without_refinement(
         evaluation: Path) -> None:
     by_method = results(evaluation)["localisation"]
-    assert set(by_method) == {"Ours", "Ours R-MAC + trim"}
-    found = by_method["Ours R-MAC + trim"]  # frameseek's default
-    assert set(found["sets"]) == {"plain", "perturbed"}
+    assert set(by_method) == {"Ours", "Ours R-MAC + trim", DEFAULT}
+    found = by_method[DEFAULT]  # frameseek's default
+    assert set(found["sets"]) == set(SETS)
     for set_name, modes in found["sets"].items():
         assert set(modes) == {"key frame", "refined"}
         for mode, f in modes.items():
-            assert f["queries"] == 6
+            assert f["queries"] == SETS[set_name]
             shares = [f[k] for k in ("within_0.5s", "within_1s", "within_2s")]
             assert all(0.0 <= v <= 1.0 for v in shares), (set_name, mode)
             assert shares == sorted(shares) and shares[-1] <= f["correct_video"] + 1e-9
@@ -75,9 +97,9 @@ def test_localisation_is_reported_for_both_sets_with_and_without_refinement(
     report = (evaluation / "report.md").read_text()
     assert "## Localisation (the exact moment)" in report
     for name in by_method:
-        for set_name in ("plain", "perturbed"):
+        for set_name, count in SETS.items():
             for mode in ("key frame", "refined"):
-                assert f"| {name} | {set_name} (6) | {mode} |" in report
+                assert f"| {name} | {set_name} ({count}) | {mode} |" in report
 
 
 @pytest.mark.parametrize("name", sorted(OURS))
@@ -136,8 +158,8 @@ def test_theta_sweep_at_the_default_theta_agrees_with_the_index(evaluation: Path
 
 def test_gallery_and_plot_are_written(evaluation: Path) -> None:
     page = (evaluation / "gallery.html").read_text()
-    assert page.count('class="row"') == 6
-    assert page.count("data:image/jpeg;base64,") == 6 * 13  # each query and its top 12
+    assert page.count('class="row"') == 3 * len(SETS)
+    assert page.count("data:image/jpeg;base64,") == 3 * len(SETS) * 13  # a query, its top 12
     with Image.open(evaluation / "theta_sweep.png") as plot:
         assert plot.format == "PNG" and plot.width > 300
 
@@ -155,7 +177,7 @@ def test_a_rerun_reuses_the_cached_analysis_and_queries(evaluation: Path,
     assert (evaluation / "queries" / "queries.json").read_bytes() == queries
     after = results(evaluation)
     for name in METHODS:
-        for set_name in ("plain", "perturbed"):
+        for set_name in SETS:
             assert after["methods"][name]["sets"][set_name]["acc@12"] == pytest.approx(
                 before["methods"][name]["sets"][set_name]["acc@12"]), name
     assert np.isclose(after["indexing"]["analysis_wall_s"], before["indexing"]["analysis_wall_s"])

@@ -1,31 +1,12 @@
-"""Beyond the paper (issue 8): query handling, verification and "no match" for damaged queries.
-
-The regional descriptor itself is an index option (frameseek/rmac.py). Here, all on the query
-side or over the top results:
-
-- `trim_borders`: the content box of a screenshot or photo of a screen, found by peeling uniform
-  borders (page background, black frame border, bezel) layer by layer.
-- `local_similarity`: spatial verification of a few candidates by mutual nearest neighbours among
-  the 7×7 local conv features.
-- `aggregate_videos` and `NoMatch`: one score per video from its key frames in the top results,
-  and a threshold on it calibrated for a chosen false-positive rate.
-"""
+"""Border trimming: the content box of a screenshot or a photo of a screen, found by peeling
+uniform borders (page background, black frame border, bezel) layer by layer. Beyond the paper."""
 
 from __future__ import annotations
-
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from frameseek.rmac import Whitening, l2_normalise
-
 Box = tuple[int, int, int, int]  # (top, bottom, left, right) in pixels, end exclusive
-
-
-# -- query-side handling -------------------------------------------------------------------------
 
 
 def trim_borders(rgb: np.ndarray, tolerance: int = 24, min_share: float = 0.08,
@@ -104,55 +85,3 @@ def _is_pasted(foreground: np.ndarray, depth: float = 0.03, share: float = 0.5) 
 def crop_to_content(rgb: np.ndarray) -> np.ndarray:
     top, bottom, left, right = trim_borders(rgb)
     return rgb[top:bottom, left:right]
-
-
-# -- verification, aggregation, "no match" -------------------------------------------------------
-
-
-def local_features(pool5: np.ndarray, whitening: Whitening | None = None) -> np.ndarray:
-    """(N, C, h, w) → (N, h·w, d) unit-length local features (whitened if given)."""
-    n, c = pool5.shape[:2]
-    local = pool5.reshape(n, c, -1).transpose(0, 2, 1).astype(np.float32)
-    return whitening.transform(local) if whitening is not None else l2_normalise(local)
-
-
-def local_similarity(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Query locals (L, d) against each candidate's (K, L', d) → (K,) spatial agreement: the
-    summed similarity of mutual nearest-neighbour pairs, divided by the query's L."""
-    sims = query @ candidates.transpose(0, 2, 1)  # (K, L, L')
-    best_for_query = sims.argmax(axis=2)  # (K, L)
-    best_for_candidate = sims.argmax(axis=1)  # (K, L')
-    mutual = np.take_along_axis(best_for_candidate, best_for_query, axis=1) == np.arange(
-        len(query))
-    best = np.take_along_axis(sims, best_for_query[:, :, None], axis=2)[:, :, 0]
-    return np.where(mutual, np.maximum(best, 0), 0).sum(axis=1) / len(query)
-
-
-def aggregate_videos(videos: Sequence[str], similarities: Sequence[float],
-                     per_video: int = 3) -> list[tuple[str, float]]:
-    """Ranked results (video of each, similarity) → videos ranked by the sum of their best
-    `per_video` similarities: several key frames of one video agreeing outweigh one lucky hit."""
-    scores: dict[str, list[float]] = defaultdict(list)
-    for video, similarity in zip(videos, similarities, strict=True):
-        if len(scores[video]) < per_video:
-            scores[video].append(float(similarity))
-    totals = {video: sum(values) / per_video for video, values in scores.items()}
-    return sorted(totals.items(), key=lambda item: -item[1])
-
-
-@dataclass(frozen=True)
-class NoMatch:
-    """Answer "no match" below a score threshold chosen for a false-positive rate."""
-
-    threshold: float
-
-    @classmethod
-    def calibrate(cls, out_of_index_scores: Sequence[float], fpr: float = 0.01) -> NoMatch:
-        """The smallest threshold that lets at most `fpr` of out-of-index queries through."""
-        scores = np.sort(np.asarray(out_of_index_scores, dtype=np.float64))
-        allowed = int(np.floor(fpr * len(scores)))
-        threshold = scores[len(scores) - allowed - 1] if len(scores) else -np.inf
-        return cls(float(np.nextafter(threshold, np.inf)))
-
-    def is_match(self, score: float) -> bool:
-        return score >= self.threshold
