@@ -238,7 +238,7 @@ def test_videos_in_the_cli_json_name_every_moment(recurring: Path, tmp_path: Pat
     answer = json.loads(capsys.readouterr().out)
     assert set(answer["results"][0]) == {  # the key-frame contract is unchanged
         "video", "time", "frame", "distance", "keyframe_time", "keyframe_frame", "segment",
-        "refined"}
+        "refined", "inliers", "region"}
     (video,) = answer["videos"]
     assert set(video) == {"video", "score", "appearances", "seconds", "moments"}
     assert video["appearances"] == len(video["moments"]) == 2
