@@ -18,15 +18,13 @@ import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from frameseek import backends
 from frameseek.clips import ClipAnswer
 from frameseek.eval.corpus import ENCODE_ARGS, _ffmpeg
-from frameseek.eval.run import CorpusVideo, corpus_videos
+from frameseek.eval.run import CorpusVideo, corpus_videos, index_meta
 from frameseek.index import Index
 from frameseek.video import probe
 
@@ -182,10 +180,7 @@ def run(corpus: Path, index_dir: Path, out: Path, seed: int, command: str) -> di
     queries = make_clips(videos, out / "clips", seed)
     with Index.open(index_dir) as index:
         results = evaluate(index, queries, out / "clips")
-        inference = backends.summary(index.extractor.backbone.backend)
-    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{backends.cpu_model()}, {backends.usable_cpus()} CPUs",
-            "command": command, "inference": inference, "seed": seed}
+        meta = {**index_meta(index, command), "seed": seed}
     results["meta"] = meta
     (out / "clips-results.json").write_text(json.dumps(results, indent=1))
     (out / "clips.md").write_text(report(results, meta))

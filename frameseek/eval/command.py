@@ -54,22 +54,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     clips = actions.add_parser(
         "clips", help="clip queries cut from the corpus (re-encoded, smaller, other frame rate, "
                       "cropped, overlaid, joined; outside ones) searched in an index of it")
-    clips.add_argument("--corpus", required=True, type=Path, metavar="DIR")
-    clips.add_argument("--index", required=True, type=Path, metavar="DIR",
-                       help="an index of the corpus, e.g. an eval run's out/index/rmac")
-    clips.add_argument("--out", required=True, type=Path, metavar="DIR")
+    _over_an_index(clips)
     clips.add_argument("--seed", type=int, default=0, metavar="S")
-    backends.add_option(clips)
     clips.set_defaults(run=_clips)
     recurring = actions.add_parser(
         "recurring", help="every moment a picture appears: frames of the corpus searched, "
                           "their answered moments scored against the pixels' own recurrences")
-    recurring.add_argument("--corpus", required=True, type=Path, metavar="DIR")
-    recurring.add_argument("--index", required=True, type=Path, metavar="DIR",
-                           help="an index of the corpus, e.g. an eval run's out/index/rmac")
-    recurring.add_argument("--out", required=True, type=Path, metavar="DIR")
-    backends.add_option(recurring)
+    _over_an_index(recurring)
     recurring.set_defaults(run=_recurring)
+
+
+def _over_an_index(parser: argparse.ArgumentParser) -> None:
+    """The options of the evaluations that search an existing index of the corpus."""
+    parser.add_argument("--corpus", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--index", required=True, type=Path, metavar="DIR",
+                        help="an index of the corpus, e.g. an eval run's out/index/rmac")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    backends.add_option(parser)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -20,14 +20,12 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from frameseek import backends
-from frameseek.eval.run import corpus_videos
+from frameseek.eval.run import corpus_videos, index_meta
 from frameseek.index import Index
 from frameseek.video import iter_frames
 
@@ -119,11 +117,9 @@ def run(corpus: Path, index_dir: Path, out: Path, command: str) -> dict:
             answer = index.answer(picture.file)
             seconds.append(time.perf_counter() - start)
             scores.append(score(picture, answer.videos))
-        inference = backends.summary(index.extractor.backbone.backend)
+        meta = index_meta(index, command)
     results = {
-        "meta": {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                 "machine": f"{backends.cpu_model()}, {backends.usable_cpus()} CPUs",
-                 "command": command, "inference": inference},
+        "meta": meta,
         "recurring": summary([s for s in scores if s["recurring"]]),
         "all": summary(scores),
         "seconds_median": statistics.median(seconds) if seconds else None,

@@ -320,6 +320,14 @@ def gallery_picks(outcomes: list[Outcome], seed: int, count: int = 3) -> list[Ou
     return picks
 
 
+def index_meta(index: Index, command: str) -> dict:
+    """What the evaluations over an existing index (`eval clips`, `eval recurring`) print
+    beside their figures: when, on what CPU, the command, and the back end that ran the CNN."""
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{backends.cpu_model()}, {backends.usable_cpus()} CPUs",
+            "command": command, "inference": backends.summary(index.extractor.backbone.backend)}
+
+
 def meta(settings: Settings, config: IndexConfig, extractor: FeatureExtractor) -> dict:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
