@@ -85,6 +85,26 @@ LOCK = "search.lock"
 OPTIMIZE_LOCK = "optimize.lock"
 
 
+CHUNK = 65_536  # rows converted to float32 at a time, so memory stays flat
+# The IVF's code for each key frame, chosen by collection size. Measured at 1M key frames
+# (docs/performance.md), each with the exact re-rank of its candidates: SQ4 (266 B a key frame)
+# reaches recall@12 1.000 at ~1 ms with 100 candidates. Its 266 B on top of the 1 KB float16
+# descriptor pass 1.2 KB a key frame, the budget at ten million, so from COMPACT_FROM on the
+# descriptor is first projected on its 256 principal axes (PCA256, 130 B): recall@12 0.984 with
+# 100 candidates, 0.9996 with 200, at the same encoding speed. PQ128 (139 B) takes 20× longer to
+# encode (587 s a million against 28 s); 4-bit fast-scan PQ falls to recall 0.09-0.25.
+COMPACT_FROM = 4_000_000
+COMPACT_CODE = "PCA256,IVF{cells},SQ4"
+CODE = "IVF{cells},SQ4"
+CANDIDATES = 100  # re-ranked exactly on the float16 descriptors, unless the caller asks otherwise
+# The compact code's candidates are that many times more (FAISS's IndexRefine k_factor): what
+# the projection loses, the wider re-rank wins back.
+COMPACT_K_FACTOR = 2
+# Rows a reader re-ranks exactly on every query rather than encode (two videos' worth: ~1 ms a
+# query more, and a new video is searchable without any preparation).
+LOOSE_ROWS = 2_000
+
+
 @dataclass(frozen=True)
 class Rules:
     """When the IVF is trained, folded and retrained (module doc); tests use smaller ones."""
@@ -93,30 +113,21 @@ class Rules:
     fold_rows: int = 50_000
     fold_fraction: float = 0.05
     retrain_growth: float = 2.0
+    compact_from: int = COMPACT_FROM
+
+    def factory(self, count: int) -> str:
+        """The FAISS factory string of the IVF for a collection of `count` live key frames: √N
+        cells (the query's two costs, routing and scanning, balance there)."""
+        code = COMPACT_CODE if count >= self.compact_from else CODE
+        return code.format(cells=max(1, round(math.sqrt(count))))
 
     def fold_at(self, covered: int) -> float:
         return max(self.fold_rows, self.fold_fraction * covered)
 
 
-CHUNK = 65_536  # rows converted to float32 at a time, so memory stays flat
-# The IVF's code for each key frame, chosen by collection size. Measured at 1M key frames
-# (docs/performance.md), each with the exact re-rank of 100 candidates: SQ8 (522 B a key frame)
-# and SQ4 (266 B) both reach recall@12 1.000 at ~1 ms; PQ128 (139 B) 0.998 at 1.6 ms but takes
-# 20× longer to encode (587 s against 28 s); 4-bit fast-scan PQ falls to 0.09-0.25. SQ4 then,
-# until its 266 B on top of the 1 KB float16 descriptor would pass 1.2 KB a key frame at ten
-# million: from PQ_FROM on, PQ128.
-PQ_FROM = 4_000_000
-CANDIDATES = 100  # re-ranked exactly on the float16 descriptors
-# Rows a reader re-ranks exactly on every query rather than encode (two videos' worth: ~1 ms a
-# query more, and a new video is searchable without any preparation).
-LOOSE_ROWS = 2_000
-
-
-def factory_for(count: int) -> str:
-    """The FAISS factory string of the IVF for a collection of `count` live key frames: √N cells
-    (the query's two costs, routing and scanning, balance there)."""
-    code = "PQ128" if count >= PQ_FROM else "SQ4"
-    return f"IVF{max(1, round(math.sqrt(count)))},{code}"
+def k_factor(factory: str) -> int:
+    """How many times the asked-for candidates an IVF built by `factory` re-ranks exactly."""
+    return COMPACT_K_FACTOR if factory.startswith("PCA") else 1
 
 
 @dataclass(frozen=True)
@@ -184,7 +195,7 @@ class IvfSearcher:
         """Only the 512-d descriptors are used: the cells are over them (`indexes` is taken for
         the same signature as CoarseToFine)."""
         queries = np.ascontiguousarray(descriptors, dtype=np.float32)
-        wanted = max(top, candidates or CANDIDATES)
+        wanted = max(top, candidates or CANDIDATES) * k_factor(self.manifest.factory)
         found = [part.search(queries, wanted)
                  for part in (self.base, self.recent, self.encoded) if part.ntotal]
         rows = np.full((len(queries), 0), -1, dtype=np.int64)
@@ -391,7 +402,7 @@ class SearchIndex:
         """A new IVF trained on `rows`' live key frames: its factory string, the trained empty
         index, and a copy with those rows added."""
         live = np.flatnonzero(rows.row_ids >= 0)
-        factory = factory_for(len(live))
+        factory = self.rules.factory(len(live))
         trained = faiss.index_factory(rows.descriptors.shape[1], factory, faiss.METRIC_L2)
         cells = faiss.extract_index_ivf(trained).nlist
         sample = np.sort(np.random.default_rng(0).choice(

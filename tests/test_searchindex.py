@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from frameseek.searchindex import (
     OPTIMIZE_LOCK,
     IvfSearcher,
     SearchIndex,
-    factory_for,
 )
 from frameseek.store.base import StoreError
 from frameseek.store.embedded import ROW_FILE_KEY, VECTOR_FOLDER, EmbeddedStore
@@ -81,7 +81,7 @@ def test_the_rules_train_fold_and_retrain_at_the_stated_sizes(tmp_path: Path) ->
     with Index.open(tmp_path / "index") as index:
         trained = manifest(index)
         assert trained["trained_rows"] == rules.flat_limit
-        assert trained["factory"] == factory_for(rules.flat_limit) == "IVF45,SQ4"
+        assert trained["factory"] == rules.factory(rules.flat_limit) == "IVF45,SQ4"
     grow_index.grow(tmp_path / "index", 10)  # 4,000 (2× its training, not past it): folds
     with Index.open(tmp_path / "index") as index:
         assert manifest(index)["trained_rows"] == rules.flat_limit
@@ -246,6 +246,7 @@ def test_a_full_disk_during_a_write_leaves_the_previous_state(grown: Path, tmp_p
 
 OPTIMIZE = """
 import sys
+from dataclasses import replace
 from frameseek.index import Index
 from tests.robustness import grow_index
 with Index.open(sys.argv[1]) as index:
@@ -268,3 +269,22 @@ def test_a_reader_keeps_answering_while_another_process_optimizes(index: Index,
     assert answered > 0
     assert manifest(index)["files"]["base"] != before
     assert all(best(index, n) == grow_index.path(n) for n in range(VIDEOS))  # the new one
+
+
+def test_a_large_collection_gets_the_compact_code_and_still_finds_every_video(
+    tmp_path: Path
+) -> None:
+    rules = replace(grow_index.RULES, compact_from=grow_index.RULES.flat_limit)
+    grow_index.grow(tmp_path / "index", 9, rules)  # 3,600 key frames: trained, then folded
+    with Index.open(tmp_path / "index") as index:
+        assert manifest(index)["factory"] == "PCA256,IVF45,SQ4"
+        assert manifest(index)["covered"] > rules.flat_limit
+        index.search_index = grow_index.search_index(index, rules)
+        for number in (1, 2, 3):  # 1,200 dead rows: folded out of the base by id
+            index.remove(grow_index.path(number))
+        assert manifest(index)["removed"] == 3 * grow_index.PER_VIDEO
+        assert isinstance(index.searcher(), IvfSearcher)
+        for number in (0, 4, 5, 6, 7, 8):
+            for row in (0, grow_index.PER_VIDEO - 1):
+                assert best(index, number, row) == grow_index.path(number)
+        assert best(index, 2) is None
