@@ -78,6 +78,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     scale.add_argument("--source", type=Path, metavar="DIR",
                        help="draw the descriptors from this index's (default: index the sample "
                             "videos)")
+    scale.add_argument("--thumbnail-bytes", type=int, default=4400, metavar="B",
+                       help="bytes of each synthetic thumbnail (default 4400, the size of real "
+                            "ones; 0 keeps none, where the disk cannot hold them: they live in "
+                            "the database, apart from the vectors that are searched)")
     scale.add_argument("--json", action="store_true", help="one JSON object on stdout")
     scale.set_defaults(run=_scale)
 
@@ -133,7 +137,8 @@ def _scale(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     try:
-        report = scale.run(args.keyframes, args.dir, args.source, say)
+        report = scale.run(args.keyframes, args.dir, args.source, say,
+                           thumbnail_bytes=args.thumbnail_bytes)
     except ValueError as exc:
         print(f"frameseek: {exc}", file=sys.stderr)
         return 2

@@ -45,11 +45,12 @@ NEW_VIDEO = "bench-scale-new.mp4"
 GIVE_UP_S = 60.0  # a new video not found by then is reported as never found (null)
 
 
-def keyframes(descriptors: np.ndarray, rng: np.random.Generator) -> list[KeyFrame]:
+def keyframes(descriptors: np.ndarray, rng: np.random.Generator,
+              thumbnail_bytes: int = THUMBNAIL_BYTES) -> list[KeyFrame]:
     """One synthetic video's key frames: 25 fps, a key frame every 10 frames."""
     unused = np.zeros(INDEX_DIM, np.float32)  # the store derives the 64-d index itself
     return [KeyFrame(frame=10 * i, time=0.4 * i, descriptor=d, index=unused,
-                     segments=[(0.4 * i, 0.4 * i + 0.4)], thumbnail=rng.bytes(THUMBNAIL_BYTES))
+                     segments=[(0.4 * i, 0.4 * i + 0.4)], thumbnail=rng.bytes(thumbnail_bytes))
             for i, d in enumerate(descriptors)]
 
 
@@ -60,14 +61,15 @@ def video(number: int, count: int, path: str | None = None) -> VideoRecord:
 
 
 def build(directory: Path, count: int, synthesizer: Synthesizer,
-          say: Callable[[str], None]) -> float:
+          say: Callable[[str], None], thumbnail_bytes: int = THUMBNAIL_BYTES) -> float:
     """Write `count` key frames into a new index at `directory`; the seconds it took."""
     rng = np.random.default_rng(1)
     start = time.perf_counter()
     with Index.create(directory) as index:
         for number, first in enumerate(range(0, count, PER_VIDEO)):
             n = min(PER_VIDEO, count - first)
-            index.store.add_video(video(number, n), keyframes(synthesizer.keyframes(n), rng))
+            index.store.add_video(video(number, n),
+                                  keyframes(synthesizer.keyframes(n), rng, thumbnail_bytes))
             done = index.search_index.maintain()
             if done is not None:
                 say(f"{first + n} key frames: {done} ({time.perf_counter() - start:.0f} s)")
@@ -140,7 +142,8 @@ def probe(directory: Path, queries: np.ndarray, new: np.ndarray,
 
 
 def run(count: int, directory: Path | None = None, source: Path | None = None,
-        say: Callable[[str], None] = lambda _line: None) -> dict:
+        say: Callable[[str], None] = lambda _line: None,
+        thumbnail_bytes: int = THUMBNAIL_BYTES) -> dict:
     if count < PER_VIDEO:
         raise ValueError(f"--keyframes must be at least {PER_VIDEO} (one synthetic video)")
     with ExitStack() as scope:
@@ -154,7 +157,7 @@ def run(count: int, directory: Path | None = None, source: Path | None = None,
         if directory.exists():  # measured again (same seeds: the same queries and new video)
             _remove_new_video(directory, count)
         else:
-            build_s = round(build(directory, count, synthesizer, say), 1)
+            build_s = round(build(directory, count, synthesizer, say, thumbnail_bytes), 1)
             say(f"built {count} key frames in {build_s:.0f} s")
         truth = exact_top(directory, queries)
         sizes = _sizes(directory, count)
@@ -163,7 +166,8 @@ def run(count: int, directory: Path | None = None, source: Path | None = None,
         say(f"queries on first touch of their pages: median {reader.pop('cold_ms_median')} ms; "
             f"slowest query while the new video was written and found: "
             f"{reader.pop('slowest_query_ms'):.1f} ms")
-        return {"keyframes": count, "build_s": build_s, **sizes,
+        return {"keyframes": count, "build_s": build_s,
+                "thumbnail_bytes": thumbnail_bytes if build_s is not None else None, **sizes,
                 "open_s": reader.pop("open_s"), "first_query_s": round(first_query_s, 3),
                 **reader}
 

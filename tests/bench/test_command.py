@@ -124,17 +124,19 @@ def test_bench_scale_prints_the_documented_fields(sample_index: Path, tmp_path: 
     argv = ["bench", "scale", "--keyframes", "2000", "--source", str(sample_index), "--dir",
             str(tmp_path / "index"), "--json"]
     report = run(argv, capsys)
-    assert list(report) == ["keyframes", "build_s", "vector_bytes_per_keyframe",
-                            "disk_bytes_per_keyframe", "open_s", "first_query_s",
-                            "warm_ms_median", "warm_ms_p95", "recall_at_12", "add_video_s",
-                            "rss_mb"]
+    assert list(report) == ["keyframes", "build_s", "thumbnail_bytes",
+                            "vector_bytes_per_keyframe", "disk_bytes_per_keyframe", "open_s",
+                            "first_query_s", "warm_ms_median", "warm_ms_p95", "recall_at_12",
+                            "add_video_s", "rss_mb"]
     assert report["keyframes"] == 2000 and report["build_s"] > 0
+    assert report["thumbnail_bytes"] == 4400
     assert report["vector_bytes_per_keyframe"] >= 1024  # the float16 row file at least
     assert report["disk_bytes_per_keyframe"] > report["vector_bytes_per_keyframe"]
     assert 0.0 <= report["recall_at_12"] <= 1.0
     assert report["add_video_s"] is not None  # the new video was found
     again = run(argv, capsys)
     assert again["build_s"] is None and again["keyframes"] == 2000
+    assert again["thumbnail_bytes"] is None  # not known of an index built before
 
 
 def test_bench_stores_reports_both_stores(sample_index: Path,
