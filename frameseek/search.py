@@ -110,6 +110,11 @@ class CoarseToFine:
         return hits(np.where(rows >= 0, self.vectors.ids[rows], -1), squared)
 
 
+# float16 → float32 by table: numpy's own conversion is 4× slower on descriptors, half of whose
+# values are exact zeros (a 0.4 ms share of a 2 ms query at 100 candidates).
+SINGLE_OF_HALF = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
 def rerank(stored: np.ndarray, rows: np.ndarray, queries: np.ndarray, top: int
            ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate rows (Q, m) of `stored` (float16 or float32, in memory or mapped) ranked by
@@ -119,7 +124,9 @@ def rerank(stored: np.ndarray, rows: np.ndarray, queries: np.ndarray, top: int
     Distances are recomputed directly: FAISS's expanded form (|x|² + |q|² - 2x·q) is off in the
     fourth digit, and the codes of a compact index are approximate anyway."""
     valid = rows >= 0  # FAISS pads with -1 where it found fewer than asked
-    gaps = stored[rows].astype(np.float32)  # -1 reads a row masked below
+    picked_rows = stored[rows]  # -1 reads a row masked below
+    gaps = (np.take(SINGLE_OF_HALF, picked_rows.view(np.uint16)) if stored.dtype == np.float16
+            else picked_rows.astype(np.float32))
     gaps -= queries[:, None, :]
     squared = np.einsum("qij,qij->qi", gaps, gaps)
     squared[~valid] = np.inf
