@@ -5,6 +5,7 @@ half-written video or track stays invisible; a store that cannot serve says so o
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -227,10 +228,15 @@ def lite_samples(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -
     return uri
 
 
+DISTANCE_RTOL = 1e-4  # float16 descriptors, float32 arithmetic in either store
+
+
 def assert_same_top_12(uri: str, sample_index: Path) -> None:
     """Every key frame of the sample index, moved by noise, as a query: the same 12 ids in the
     same order at the same distances from the store at `uri` as from the embedded one (the
-    sample index is smaller than the candidates, so both are exact)."""
+    sample index is smaller than the candidates, so both are exact). Two key frames whose
+    distances tie within the stores' float rounding (relative 1e-6 happens among near-identical
+    key frames) may come in either order, or either be the 12th."""
     rng = np.random.default_rng(0)
     with Index.open(uri) as milvus, Index.open(sample_index) as embedded:
         vectors = embedded.store.vectors()
@@ -240,11 +246,16 @@ def assert_same_top_12(uri: str, sample_index: Path) -> None:
         for row in range(len(vectors)):
             noise = rng.normal(scale=0.02, size=vectors.descriptors.shape[1])
             descriptor = (vectors.descriptors[row] + noise).astype(np.float32)
-            want = embedded.search_features(vectors.index[row], descriptor)
+            ranked = embedded.search_features(vectors.index[row], descriptor, top=13)
             got = milvus.search_features(vectors.index[row], descriptor)
-            assert [milvus_ids[(m.video, m.frame)] for m in want] == [m.keyframe_id for m in got]
+            want = ranked[:12]
             np.testing.assert_allclose([m.distance for m in got], [m.distance for m in want],
-                                       rtol=1e-4)
+                                       rtol=DISTANCE_RTOL)
+            for rank, (w, g) in enumerate(zip(want, got, strict=True)):
+                if milvus_ids[(w.video, w.frame)] != g.keyframe_id:
+                    neighbours = ranked[max(0, rank - 1):rank] + ranked[rank + 1:rank + 2]
+                    assert any(math.isclose(n.distance, w.distance, rel_tol=DISTANCE_RTOL)
+                               for n in neighbours), f"query {row}, rank {rank + 1}: not a tie"
 
 
 def test_the_sample_index_gives_the_embedded_top_12(lite_samples: str, sample_index: Path
