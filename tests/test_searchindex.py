@@ -246,7 +246,6 @@ def test_a_full_disk_during_a_write_leaves_the_previous_state(grown: Path, tmp_p
 
 OPTIMIZE = """
 import sys
-from dataclasses import replace
 from frameseek.index import Index
 from tests.robustness import grow_index
 with Index.open(sys.argv[1]) as index:

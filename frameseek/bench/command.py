@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from frameseek import backends
+from frameseek.bench import THUMBNAIL_BYTES
 from frameseek.features import POOLINGS
 from frameseek.index import IndexConfig
 
@@ -78,10 +79,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     scale.add_argument("--source", type=Path, metavar="DIR",
                        help="draw the descriptors from this index's (default: index the sample "
                             "videos)")
-    scale.add_argument("--thumbnail-bytes", type=int, default=4400, metavar="B",
-                       help="bytes of each synthetic thumbnail (default 4400, the size of real "
-                            "ones; 0 keeps none, where the disk cannot hold them: they live in "
-                            "the database, apart from the vectors that are searched)")
+    scale.add_argument("--thumbnail-bytes", type=int, default=THUMBNAIL_BYTES, metavar="B",
+                       help="bytes of each synthetic thumbnail (default %(default)s, the size "
+                            "of real ones; 0 keeps none, where the disk cannot hold them: they "
+                            "live in the database, apart from the vectors that are searched)")
     scale.add_argument("--json", action="store_true", help="one JSON object on stdout")
     scale.set_defaults(run=_scale)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from frameseek.bench import THUMBNAIL_BYTES
 from frameseek.bench.search import TOP, Synthesizer, real_descriptors
 from frameseek.features import INDEX_DIM, pooling_named
 from frameseek.index import Index
@@ -37,7 +38,6 @@ from frameseek.keyframes import KeyFrame
 from frameseek.store.base import VideoRecord
 
 PER_VIDEO = 1000
-THUMBNAIL_BYTES = 4_400
 QUERIES = 200
 CHUNK = 65_536
 QUERY_IMAGE = Path(__file__).resolve().parents[2] / "samples" / "query.jpg"

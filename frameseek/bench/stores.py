@@ -24,6 +24,7 @@ import faiss
 import numpy as np
 
 from frameseek.backends import cpu_model
+from frameseek.bench import THUMBNAIL_BYTES
 from frameseek.bench.search import TOP, Collection, real_descriptors, synthesize
 from frameseek.features import INDEX_DIM, pooling_named
 from frameseek.index import AnalysedVideo, Index
@@ -33,7 +34,6 @@ from frameseek.store.base import VideoRecord
 from frameseek.store.milvus import SearchSettings
 
 PER_VIDEO = 1000
-THUMBNAIL_BYTES = 4_400  # a 192-px JPEG key-frame thumbnail (docs/performance.md)
 FPS = 25.0
 
 
