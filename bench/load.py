@@ -1,23 +1,25 @@
 """Load test: N concurrent clients send M searches each to a real `frameseek serve` on loopback.
 
 Starts the server on a free 127.0.0.1 port, as a team would expose it (it needs a token; its
-per-client rate limit is off, as all the load comes from this one client), waits for /healthz,
-sends one warm-up search, then runs the clients (each one request at a time, a different query
-image per request) until every search is answered or --max-seconds pass, and stops the server.
-Prints the error count (the run fails unless it is zero), throughput, p50/p95/p99 latency, the
-median of each stage the server reports (`stages_ms`), how many queries shared each CNN
-forward, the load average, and the server's resident memory at start, middle and end.
+per-client rate limit is off, as all the load comes from this one client, and it admits as many
+searches at once as there are clients, so that none is refused), waits for /healthz, sends one
+warm-up search, then runs the clients (each one request at a time, a different query image per
+request) until every search is answered or --max-seconds pass, and stops the server. Prints the
+error count (the run fails unless it is zero), throughput, p50/p95/p99 latency, the median of
+each stage the server reports (`stages_ms`), how many queries shared each CNN forward, the load
+average, and the server's resident memory at start, middle and end.
 
     python bench/load.py [--index DIR] [--clients 8] [--searches 25] [--max-seconds 600] [--json]
 
 `--overload F` measures instead what the server does past its capacity: the p95 of searches
-sent one at a time (unloaded), the sustainable rate (the throughput of `--clients` closed-loop
-clients), then searches arriving at F times that rate, evenly spaced, for `--seconds`, whatever
-the answers. It prints the 5xx answers other than the intended 503, the 503s, the p95 of the
-answered searches against the unloaded p95, and the server's memory before, at its peak during
-and after the overload. The run fails on any 5xx but 503 or a connection error.
+sent one at a time (unloaded), the sustainable rate (the throughput of as many closed-loop
+clients as the server admits searches at once, `--max-searches`), then searches arriving at F
+times that rate, evenly spaced, for `--seconds`, whatever the answers. It prints the 5xx answers
+other than the intended 503, the 503s, the p95 of the answered searches against the unloaded
+p95, and the server's memory before, at its peak during and after the overload. The run fails
+on any 5xx but 503 or a connection error.
 
-    python bench/load.py --overload 4 [--seconds 30] [--unloaded 20] [--max-queued N] [--json]
+    python bench/load.py --overload 4 [--seconds 30] [--unloaded 20] [--max-searches N] [--json]
 
 Without --index, an index of samples/videos is built in a temporary folder first.
 """
@@ -45,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from frameseek.server.batching import DEFAULT_MAX_QUEUED
+from frameseek.server.limits import DEFAULT_MAX_SEARCHES
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -190,7 +192,7 @@ def serving(index: Path, *options: str) -> Iterator[tuple[int, int]]:
 
 def run(index: Path, clients: int, searches: int, max_seconds: float) -> dict:
     images = query_images()
-    with serving(index) as (port, pid):
+    with serving(index, "--max-searches", str(clients)) as (port, pid):
         rss = {"ready": rss_mb(pid)}
         status, answer = search(port, images[0])  # warm-up: the CNN's first run is slow
         if status != 200:
@@ -274,10 +276,10 @@ class MemoryWatch:
             self.peak = max(self.peak, rss_mb(self.pid))
 
 
-def overload(index: Path, factor: float, clients: int, seconds: float, unloaded: int,
-             max_queued: int) -> dict:
+def overload(index: Path, factor: float, seconds: float, unloaded: int,
+             max_searches: int) -> dict:
     images = query_images()
-    with serving(index, "--max-queued", str(max_queued)) as (port, pid):
+    with serving(index, "--max-searches", str(max_searches)) as (port, pid):
         for image in images[:2]:  # warm-up: the CNN's first runs are slow
             if timed_search(port, image).status != 200:
                 raise SystemExit("warm-up search failed")
@@ -288,7 +290,7 @@ def overload(index: Path, factor: float, clients: int, seconds: float, unloaded:
         began = time.perf_counter()
         threads = [threading.Thread(target=client, args=(port, images, 4, n * 4,
                                                          time.monotonic() + 600, tally))
-                   for n in range(clients)]
+                   for n in range(max_searches)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -326,7 +328,7 @@ def overload(index: Path, factor: float, clients: int, seconds: float, unloaded:
     unloaded_p95 = percentile_ms([o.seconds for o in alone if o.status == 200], 95)
     loaded_p95 = percentile_ms(answered, 95)
     return {
-        "factor": factor, "max_queued": max_queued, "seconds": seconds,
+        "factor": factor, "max_searches": max_searches, "seconds": seconds,
         "unloaded": {"searches": unloaded, "p50_ms": percentile_ms([o.seconds for o in alone], 50),
                      "p95_ms": unloaded_p95},
         "sustainable_per_s": round(sustainable, 2), "offered_per_s": round(rate, 2),
@@ -348,7 +350,7 @@ def overload(index: Path, factor: float, clients: int, seconds: float, unloaded:
 def print_overload(report: dict) -> None:
     backend = report["backend"]
     print(f"server back end {backend['name']} ({backend['precision']} on {backend['device']}), "
-          f"CPU {backend['cpu']}, --max-queued {report['max_queued']}")
+          f"CPU {backend['cpu']}, --max-searches {report['max_searches']}")
     unloaded, answered, rss = report["unloaded"], report["answered_ms"], report["server_rss_mb"]
     print(f"unloaded ({unloaded['searches']} searches one at a time): p50 {unloaded['p50_ms']} "
           f"ms, p95 {unloaded['p95_ms']} ms")
@@ -371,7 +373,7 @@ def batching(before: dict, after: dict) -> dict:
     queries = after["queries"] - before["queries"]
     return {"window_ms": after["window_ms"], "forwards": forwards,
             "queries_per_forward": round(queries / forwards, 2) if forwards else 0.0,
-            "largest": after["largest"], "busy": after["busy"] - before["busy"]}
+            "largest": after["largest"]}
 
 
 def main() -> int:
@@ -386,15 +388,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30, help="--overload: how long")
     parser.add_argument("--unloaded", type=int, default=20,
                         help="--overload: searches sent one at a time for the unloaded p95")
-    parser.add_argument("--max-queued", type=int, default=DEFAULT_MAX_QUEUED,
-                        help="--overload: the server's --max-queued")
+    parser.add_argument("--max-searches", type=int, default=DEFAULT_MAX_SEARCHES,
+                        help="--overload: the server's --max-searches (default, as the "
+                             "server's: %(default)s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         index = args.index or build_sample_index(Path(scratch) / "index")
         if args.overload:
-            report = overload(index, args.overload, args.clients, args.seconds, args.unloaded,
-                              args.max_queued)
+            report = overload(index, args.overload, args.seconds, args.unloaded,
+                              args.max_searches)
         else:
             report = run(index, args.clients, args.searches, args.max_seconds)
     if args.overload:

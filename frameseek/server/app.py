@@ -10,7 +10,8 @@ searches run.
 
 In front of the routes: the access log (frameseek/server/accesslog.py), then access control
 (tokens and signed media links, frameseek/server/auth.py); a search is then held to its
-client's rate (frameseek/server/limits.py) before its upload is read. `Contract` keeps the
+client's rate and admitted only while the server works on fewer than `max_searches`
+(frameseek/server/limits.py), both before its upload is read. `Contract` keeps the
 OpenAPI description to what each route really answers, which depends on those settings.
 """
 
@@ -56,14 +57,8 @@ from frameseek.server.auth import (
     MediaSigner,
     Tokens,
 )
-from frameseek.server.batching import (
-    DEFAULT_MAX_QUEUED,
-    DEFAULT_WINDOW_MS,
-    Busy,
-    Embedding,
-    EmbeddingBatcher,
-)
-from frameseek.server.limits import RateLimiter
+from frameseek.server.batching import DEFAULT_WINDOW_MS, Embedding, EmbeddingBatcher
+from frameseek.server.limits import DEFAULT_MAX_SEARCHES, Admission, RateLimiter
 from frameseek.store.base import VideoRecord
 from frameseek.video import VIDEO_EXTENSIONS
 
@@ -74,7 +69,8 @@ MAX_TOP = 200
 MEGABYTE = 1 << 20
 # Key-frame ids fit SQLite's 64-bit integers; a longer string of digits is no id of ours.
 KEYFRAME_ID = re.compile(r"[0-9]{1,18}")
-# A full CNN queue drains in about one forward of a batch: a second on a loaded 2-core CPU.
+# The searches in progress end in about one CNN forward of a batch: a second on a loaded
+# 2-core CPU.
 BUSY_RETRY_AFTER_S = 1
 DEFAULT_RATE_PER_MINUTE = 60.0
 DEFAULT_RATE_BURST = 20
@@ -96,7 +92,7 @@ class ServerSettings:
     max_pixels: int = MAX_PIXELS
     search_threads: int = backends.usable_cpus()
     batch_window_ms: float = DEFAULT_WINDOW_MS
-    max_queued: int = DEFAULT_MAX_QUEUED
+    max_searches: int = DEFAULT_MAX_SEARCHES  # in progress at once; more get 503
     rate_per_minute: float = DEFAULT_RATE_PER_MINUTE  # searches per client; 0: no limit
     rate_burst: int = DEFAULT_RATE_BURST
     media_url_ttl_s: float = DEFAULT_MEDIA_URL_TTL_S
@@ -251,7 +247,8 @@ class IndexService:
         # Load the model and run it once now: the first user should not wait for either.
         index.embed(np.zeros((1, 1, 3), dtype=np.uint8))
         self.batcher = EmbeddingBatcher(index.embed_many, settings.batch_window_ms / 1000,
-                                        index.extractor.batch_size, settings.max_queued)
+                                        index.extractor.batch_size)
+        self.admission = Admission(settings.max_searches)
         self.rate = (RateLimiter(settings.rate_per_minute, settings.rate_burst)
                      if settings.rate_per_minute > 0 else None)
 
@@ -324,10 +321,10 @@ class UploadTooLarge(HTTPException):
 
 
 class LimitedUploadRoute(APIRoute):
-    """Refuses a search before FastAPI parses its form: a client over its rate at once, then an
-    upload as soon as it is known to be over the size limit, from Content-Length before reading
-    anything, else while counting the bytes as they arrive, so an endless chunked upload is cut
-    off too."""
+    """Refuses a search before FastAPI parses its form: a client over its rate at once, then any
+    search while `max_searches` are in progress, then an upload as soon as it is known to be
+    over the size limit, from Content-Length before reading anything, else while counting the
+    bytes as they arrive, so an endless chunked upload is cut off too."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handle = super().get_route_handler()
@@ -341,18 +338,28 @@ class LimitedUploadRoute(APIRoute):
                 log.warning("%s: search refused: over the rate limit", _client(request))
                 raise HTTPException(429, "too many searches from this client: retry later",
                                     headers={"Retry-After": str(math.ceil(wait))})
+            if not service.admission.admit():
+                log.warning("%s: search refused: %d searches in progress", _client(request),
+                            service.admission.capacity)
+                raise HTTPException(
+                    503, f"the server is busy ({service.admission.capacity} searches in "
+                         "progress): retry later",
+                    headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
             try:
-                body = await _read_limited(request, service.settings.max_upload_bytes)
-            except UploadTooLarge:
-                service.rejected += 1
-                log.warning("%s: search refused: upload over %d bytes", _client(request),
-                            service.settings.max_upload_bytes)
-                raise
+                try:
+                    body = await _read_limited(request, service.settings.max_upload_bytes)
+                except UploadTooLarge:
+                    service.rejected += 1
+                    log.warning("%s: search refused: upload over %d bytes", _client(request),
+                                service.settings.max_upload_bytes)
+                    raise
 
-            async def replay() -> Message:
-                return {"type": "http.request", "body": body, "more_body": False}
+                async def replay() -> Message:
+                    return {"type": "http.request", "body": body, "more_body": False}
 
-            return await handle(Request(request.scope, replay))
+                return await handle(Request(request.scope, replay))
+            finally:
+                service.admission.release()
 
         return limited
 
@@ -430,6 +437,14 @@ class Contract:
         return {"responses": {**responses, 401: unauthorized},
                 "openapi_extra": {"security": schemes}}
 
+    def limited(self, responses: dict[int | str, Any]) -> dict[int | str, Any]:
+        """An upload route's answers, with those of the limits in front of it."""
+        limits: dict[int | str, Any] = {
+            503: _error("the server has as many searches in progress as it admits", RETRY_AFTER)}
+        if self.settings.rate_per_minute > 0:
+            limits[429] = _error("this client is over its rate limit", RETRY_AFTER)
+        return {**responses, **limits}
+
     def search(self) -> dict[str, Any]:
         responses: dict[int | str, Any] = {
             400: _error("a body that is not well-formed multipart/form-data"),
@@ -438,11 +453,8 @@ class Contract:
             422: {"model": ErrorResponse | ValidationErrorResponse,
                   "description": "an empty or damaged image, one over the pixel limit, or a "
                                  "malformed request (no `image` field, `top` out of range)"},
-            503: _error("too many searches wait for the CNN", RETRY_AFTER),
         }
-        if self.settings.rate_per_minute > 0:
-            responses[429] = _error("this client is over its rate limit", RETRY_AFTER)
-        described = self.protected(responses)
+        described = self.protected(self.limited(responses))
         # Any image Pillow reads: JPEG, PNG, WebP, GIF, BMP, TIFF, ...
         image = {"requestBody": {"content": {"multipart/form-data": {
             "encoding": {"image": {"contentType": "image/*"}}}}}}
@@ -457,9 +469,7 @@ class Contract:
                   "description": "an empty upload, a file with no decodable video, or a "
                                  "malformed request (no `clip` field)"},
         }
-        if self.settings.rate_per_minute > 0:
-            responses[429] = _error("this client is over its rate limit", RETRY_AFTER)
-        described = self.protected(responses)
+        described = self.protected(self.limited(responses))
         video = {"requestBody": {"content": {"multipart/form-data": {
             "encoding": {"clip": {"contentType": "video/*"}}}}}}
         described["openapi_extra"] = {**described.get("openapi_extra", {}), **video}
@@ -531,10 +541,6 @@ def create_app(index: Index, settings: ServerSettings | None = None,
             service.rejected += 1
             log.warning("%s: search refused: %s", _client(request), exc)
             raise HTTPException(_query_error_status(exc), str(exc)) from exc
-        except Busy as exc:
-            log.warning("%s: search refused: %s", _client(request), exc)
-            raise HTTPException(503, f"the server is busy ({exc}): retry later",
-                                headers={"Retry-After": str(BUSY_RETRY_AFTER_S)}) from exc
         took_ms = (time.perf_counter() - start) * 1000
         service.searches += 1
         root = request.scope.get("root_path", "")
@@ -616,10 +622,12 @@ def create_app(index: Index, settings: ServerSettings | None = None,
                 "tokens": tokens.count if tokens else 0,
                 "rate_limit": {"per_minute": service.settings.rate_per_minute,
                                "burst": service.settings.rate_burst},
+                "admission": {"max_searches": service.admission.capacity,
+                              "in_progress": service.admission.in_progress,
+                              "refused": service.admission.refused},
                 "batching": {
                     "window_ms": service.settings.batch_window_ms,
                     "max_batch": service.batcher.max_batch,
-                    "max_queued": service.settings.max_queued,
                     **asdict(service.batcher.stats),
                 },
             },

@@ -7,8 +7,8 @@ waiting, waits at most `window_s` after the first for more to arrive (up to `max
 one forward on the stack and hands each query its row. While a forward runs the next queries
 gather, so under load batches fill without waiting; a query alone waits the window at most.
 
-The number of queries waiting for or inside a forward is bounded: past `max_queued`, `submit`
-raises `Busy` at once (the server answers 503) rather than queueing work nobody will wait for.
+How many queries wait here is bounded before they arrive: the server admits only so many
+searches at once (`Admission`, frameseek/server/limits.py).
 """
 
 from __future__ import annotations
@@ -28,13 +28,6 @@ from frameseek.features import Features
 log = logging.getLogger("frameseek.server")
 
 DEFAULT_WINDOW_MS = 5.0
-# One CNN batch: a search accepted waits at most for the forward running and its own, while
-# forwards stay full. A deeper queue adds latency, not throughput (docs/server.md, Overload).
-DEFAULT_MAX_QUEUED = 8
-
-
-class Busy(Exception):
-    """More queries wait for the CNN than the batcher accepts."""
 
 
 @dataclass(frozen=True)
@@ -57,31 +50,22 @@ class BatchStats:
     batches: int = 0
     queries: int = 0
     largest: int = 0
-    busy: int = 0  # queries refused with Busy
 
 
 class EmbeddingBatcher:
     """One background thread runs `embed_many` on the queries submitted from any thread."""
 
     def __init__(self, embed_many: Callable[[Sequence[np.ndarray]], Features], window_s: float,
-                 max_batch: int, max_queued: int) -> None:
+                 max_batch: int) -> None:
         self.embed_many = embed_many
         self.window_s = window_s
         self.max_batch = max_batch
-        self.max_queued = max_queued
         self.stats = BatchStats()
         self._waiting: queue.SimpleQueue[_Query] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._queued = 0
         threading.Thread(target=self._run, name="embedding-batcher", daemon=True).start()
 
     def submit(self, image: np.ndarray) -> Future[Embedding]:
-        """Queue an image already at the extractor's input size; raises `Busy` when full."""
-        with self._lock:
-            if self._queued >= self.max_queued:
-                self.stats.busy += 1
-                raise Busy(f"{self._queued} queries are waiting for the CNN")
-            self._queued += 1
+        """Queue an image already at the extractor's input size."""
         future: Future[Embedding] = Future()
         self._waiting.put(_Query(image, future, time.monotonic()))
         return future
@@ -94,12 +78,9 @@ class EmbeddingBatcher:
             batch = [query for query in collected if query.future.set_running_or_notify_cancel()]
             if batch:
                 self._forward(batch)
-            with self._lock:
-                self._queued -= len(collected)
-                if batch:
-                    self.stats.batches += 1
-                    self.stats.queries += len(batch)
-                    self.stats.largest = max(self.stats.largest, len(batch))
+                self.stats.batches += 1
+                self.stats.queries += len(batch)
+                self.stats.largest = max(self.stats.largest, len(batch))
 
     def _forward(self, batch: list[_Query]) -> None:
         try:

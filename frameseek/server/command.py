@@ -21,7 +21,8 @@ from frameseek.server.auth import (
     Tokens,
     tokens_from_environment,
 )
-from frameseek.server.batching import DEFAULT_MAX_QUEUED, DEFAULT_WINDOW_MS
+from frameseek.server.batching import DEFAULT_WINDOW_MS
+from frameseek.server.limits import DEFAULT_MAX_SEARCHES
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
 # The same defaults as ServerSettings's; repeated here so that `--help` needs no web stack.
@@ -53,10 +54,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                        metavar="MS",
                        help="a query waits at most this long for others to share its CNN "
                             "forward (default %(default)g ms; 0: only those already waiting)")
-    serve.add_argument("--max-queued", type=_positive(int), default=DEFAULT_MAX_QUEUED,
+    serve.add_argument("--max-searches", type=_positive(int), default=DEFAULT_MAX_SEARCHES,
                        metavar="N",
-                       help="more queries waiting for the CNN than this get 503 with "
-                            "Retry-After (default %(default)s)")
+                       help="searches in progress at once (uploading, decoding, waiting for "
+                            "the CNN, searching); more get 503 with Retry-After at once "
+                            "(default %(default)s)")
     access = serve.add_argument_group(
         "access", "With a token (FRAMESEEK_TOKEN=T1,T2,... or --token-file), every route but "
                   "/healthz and the page needs the header Authorization: Bearer TOKEN.")
@@ -143,7 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         max_upload_bytes=int(args.max_upload_mb * MEGABYTE), max_pixels=args.max_pixels,
         search_threads=args.search_threads, batch_window_ms=args.batch_window_ms,
-        max_queued=args.max_queued, rate_per_minute=args.rate_limit, rate_burst=args.rate_burst,
+        max_searches=args.max_searches, rate_per_minute=args.rate_limit, rate_burst=args.rate_burst,
         media_url_ttl_s=args.media_url_ttl,
         access_log=None if args.access_log == "off" else args.access_log,
     )

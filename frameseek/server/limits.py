@@ -1,9 +1,9 @@
-"""A per-client rate limit on searches: a token bucket for each client.
+"""The two limits on searches: a per-client rate, and how many the server works on at once.
 
 A client (a token, or an address where no token is used) may send `burst` searches at once and
-`per_minute` a minute on average; past that a search is answered 429 with `Retry-After`, before
-its upload is read. This keeps one client from taking the CNN from the others; the bounded CNN
-queue (frameseek/server/batching.py) is what protects the server from all of them together.
+`per_minute` a minute on average (a token bucket for each client); past that a search is
+answered 429 with `Retry-After`, before its upload is read. This keeps one client from taking
+the CNN from the others; `Admission` is what protects the server from all of them together.
 """
 
 from __future__ import annotations
@@ -12,9 +12,17 @@ import threading
 import time
 from dataclasses import dataclass
 
+from frameseek import backends
+
 # Forgotten buckets are refilled ones: dropping them changes no answer. Past this many clients
 # the full ones are swept, so a flood of addresses cannot grow the table without end.
 SWEEP_AT = 10_000
+# Searches in progress at once, for each CPU the process may use: on one, one search's CNN
+# forward; on the other, the next one's decoding or the last one's search. More add waiting,
+# not throughput: a search admitted waits for at most the others in progress, so under 4x
+# overload the answered p95 stays within 2x the unloaded one (docs/server.md, Overload).
+SEARCHES_PER_CPU = 2
+DEFAULT_MAX_SEARCHES = SEARCHES_PER_CPU * backends.usable_cpus()
 
 
 @dataclass
@@ -52,3 +60,38 @@ class RateLimiter:
             client: bucket for client, bucket in self._buckets.items()
             if bucket.level + (now - bucket.updated) * self.per_second < self.burst
         }
+
+
+class Admission:
+    """At most `capacity` searches in progress at once, counted from their arrival (before the
+    upload is read) to their answer; one more is refused at once, and answered 503.
+
+    Bounding only the queue for the CNN is not enough: under overload, searches then pile up
+    in front of it, reading and decoding uploads, and every answer, refusals included, waits
+    for the pile (docs/server.md, Overload). Counted from arrival, an admitted search waits for
+    at most `capacity - 1` others, and the uploads held in memory are bounded too.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.refused = 0
+        self._in_progress = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_progress(self) -> int:
+        return self._in_progress
+
+    def admit(self) -> bool:
+        """Count one more search in progress, or refuse it (False) when `capacity` are."""
+        with self._lock:
+            if self._in_progress >= self.capacity:
+                self.refused += 1
+                return False
+            self._in_progress += 1
+            return True
+
+    def release(self) -> None:
+        """An admitted search has its answer (or its client went away)."""
+        with self._lock:
+            self._in_progress -= 1

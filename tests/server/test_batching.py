@@ -1,6 +1,6 @@
-"""Concurrent searches share CNN forwards, a bad image among them fails alone, and a full CNN
-queue answers 503 with Retry-After: on a real server whose batching window is long enough that
-requests sent together are surely waiting together."""
+"""Concurrent searches share CNN forwards, a bad image among them fails alone, and a search
+past those the server admits at once answers 503 with Retry-After: on a real server whose
+batching window is long enough that requests sent together are surely waiting together."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ QUERY_TIME = 33.458  # samples/query.jpg is this moment of the bunny clip
 # Far longer than decoding a few small JPEGs takes, even on a loaded machine: the requests sent
 # together all reach the batcher within one window.
 WINDOW_MS = 3000
-MAX_QUEUED = 4
+MAX_SEARCHES = 4
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def batching_server(sample_index: Path, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("batching") / "server.log"
     with running_server(sample_index, log, "--batch-window-ms", str(WINDOW_MS),
-                        "--max-queued", str(MAX_QUEUED), "--rate-limit", "0") as running:
+                        "--max-searches", str(MAX_SEARCHES), "--rate-limit", "0") as running:
         yield running
 
 
@@ -52,9 +52,9 @@ def post_together_in_order(server: Server, images: list[bytes]) -> list[httpx.Re
     return arrived
 
 
-def batching_stats(server: Server) -> dict:
+def server_stats(server: Server) -> dict:
     with server.client() as client:
-        return client.get("/api/stats").json()["server"]["batching"]
+        return client.get("/api/stats").json()["server"]
 
 
 def assert_finds_the_query(response: httpx.Response) -> None:
@@ -66,23 +66,25 @@ def assert_finds_the_query(response: httpx.Response) -> None:
 
 def test_concurrent_searches_share_a_forward_and_a_bad_image_fails_alone(
         batching_server: Server) -> None:
-    before = batching_stats(batching_server)
-    responses = post_together(batching_server, [QUERY] * MAX_QUEUED + [b"not an image"])
-    for response in responses[:MAX_QUEUED]:
+    good = MAX_SEARCHES - 1
+    before = server_stats(batching_server)["batching"]
+    responses = post_together(batching_server, [QUERY] * good + [b"not an image"])
+    for response in responses[:good]:
         assert_finds_the_query(response)
     assert responses[-1].status_code == 415
-    after = batching_stats(batching_server)
-    assert after["queries"] - before["queries"] == MAX_QUEUED
-    assert after["batches"] - before["batches"] < MAX_QUEUED
+    after = server_stats(batching_server)["batching"]
+    assert after["queries"] - before["queries"] == good
+    assert after["batches"] - before["batches"] < good
     assert after["largest"] >= 2
     assert after["window_ms"] == WINDOW_MS
     batching_server.assert_alive()
 
 
-def test_a_full_cnn_queue_answers_503_with_retry_after(batching_server: Server) -> None:
-    """The 503s come back at once: before the accepted searches, which wait out the window."""
-    before = batching_stats(batching_server)
-    responses = post_together_in_order(batching_server, [QUERY] * (2 * MAX_QUEUED))
+def test_searches_past_those_admitted_answer_503_with_retry_after(
+        batching_server: Server) -> None:
+    """The 503s come back at once: before the admitted searches, which wait out the window."""
+    before = server_stats(batching_server)["admission"]
+    responses = post_together_in_order(batching_server, [QUERY] * (2 * MAX_SEARCHES))
     statuses = [r.status_code for r in responses]
     assert statuses == sorted(statuses, reverse=True), statuses  # every 503 before any 200
     busy = [r for r in responses if r.status_code == 503]
@@ -91,10 +93,13 @@ def test_a_full_cnn_queue_answers_503_with_retry_after(batching_server: Server) 
         assert int(response.headers["retry-after"]) >= 1
         assert "busy" in response.json()["detail"]
     answered = [r for r in responses if r.status_code != 503]
-    assert len(answered) >= 1
+    assert 1 <= len(answered) <= MAX_SEARCHES
     for response in answered:
         assert_finds_the_query(response)
-    assert batching_stats(batching_server)["busy"] - before["busy"] == len(busy)
+    after = server_stats(batching_server)["admission"]
+    assert after["refused"] - before["refused"] == len(busy)
+    assert after["in_progress"] == 0
+    assert after["max_searches"] == MAX_SEARCHES
     batching_server.assert_alive()
 
 

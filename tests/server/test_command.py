@@ -27,7 +27,7 @@ def test_serve_refuses_limits_that_are_not_positive(
     assert "must be more than 0" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("option", [["--batch-window-ms", "-1"], ["--max-queued", "0"]])
+@pytest.mark.parametrize("option", [["--batch-window-ms", "-1"], ["--max-searches", "0"]])
 def test_serve_refuses_batching_limits_out_of_range(
         option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

@@ -1,6 +1,7 @@
-"""The per-client rate limit on searches (frameseek/server/limits.py): the bucket arithmetic, then
-real servers under a bounded burst of searches on loopback, clients told apart by their token,
-or by their address where the server takes no token."""
+"""The limits on searches (frameseek/server/limits.py): how many the server admits at once, the
+per-client rate's bucket arithmetic, then real servers under a bounded burst of searches on
+loopback, clients told apart by their token, or by their address where the server takes no
+token. A real server refusing searches past those it admits: tests/server/test_batching.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from frameseek.server.limits import SWEEP_AT, RateLimiter
+from frameseek.server.limits import SWEEP_AT, Admission, RateLimiter
 from tests.conftest import SAMPLES
 from tests.server.conftest import Server, bearer, running_server
 
@@ -21,6 +22,16 @@ TOKENS = ["limits-token-alice-0123456", "limits-token-bob-01234567"]
 # and no more, however slow the machine.
 PER_MINUTE = 0.5
 BURST = 2
+
+
+def test_admission_refuses_past_its_capacity_until_a_search_ends() -> None:
+    admission = Admission(capacity=2)
+    assert [admission.admit() for _ in range(3)] == [True, True, False]
+    assert (admission.in_progress, admission.refused) == (2, 1)
+    admission.release()
+    assert admission.admit()
+    assert not admission.admit()
+    assert (admission.in_progress, admission.refused) == (2, 2)
 
 
 def test_a_client_gets_its_burst_then_waits_for_the_refill() -> None:
