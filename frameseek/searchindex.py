@@ -7,7 +7,7 @@ Layout, in the index's `search/` folder, named by the manifest committed in the 
 - `trained-*.faiss`: the trained, empty IVF (the cells' centroids and the code's parameters);
   a few MB.
 - `base-*.faiss`: the same with the codes of rows [0, covered) of the store's row file, their
-  row numbers as ids; opened with IO_FLAG_MMAP | IO_FLAG_READ_ONLY, so opening reads nothing.
+  row numbers as ids; opened memory-mapped (IO_FLAG_MMAP_IFC), so opening reads nothing.
 - `recent-*.faiss`: the codes of rows [covered, recent) (the videos added since the base was
   written), rewritten after each video; at most a fold's worth, read into memory.
 
@@ -311,7 +311,9 @@ class SearchIndex:
         return manifest
 
     def _open(self, rows: DescriptorRows, manifest: Manifest) -> IvfSearcher:
-        base = self._read(manifest, "base", faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        # IO_FLAG_MMAP_IFC maps the codes into plain array lists (nothing is read); the older
+        # IO_FLAG_MMAP goes through OnDiskInvertedLists, whose scan takes 1.7x as long.
+        base = self._read(manifest, "base", faiss.IO_FLAG_MMAP_IFC)
         recent = self._read(manifest, "recent")
         empty = self._read(manifest, "trained")
         for part in (base, recent, empty):
