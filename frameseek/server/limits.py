@@ -17,12 +17,11 @@ from frameseek import backends
 # Forgotten buckets are refilled ones: dropping them changes no answer. Past this many clients
 # the full ones are swept, so a flood of addresses cannot grow the table without end.
 SWEEP_AT = 10_000
-# Searches in progress at once, for each CPU the process may use: on one, one search's CNN
-# forward; on the other, the next one's decoding or the last one's search. More add waiting,
-# not throughput: a search admitted waits for at most the others in progress, so under 4x
-# overload the answered p95 stays within 2x the unloaded one (docs/server.md, Overload).
-SEARCHES_PER_CPU = 2
-DEFAULT_MAX_SEARCHES = SEARCHES_PER_CPU * backends.usable_cpus()
+# Searches in progress at once: one for each CPU the process may use. Each one more adds
+# waiting, and little throughput: an admitted search waits for the others in progress. Under 4x
+# overload on 2 CPUs (docs/server.md, Overload), 2 keep the answered p95 at 1.5-1.7x the
+# unloaded one; 3 answer ~10% more searches at 1.8-2.4x, 4 hardly more than 3 at 2.5x.
+DEFAULT_MAX_SEARCHES = backends.usable_cpus()
 
 
 @dataclass
