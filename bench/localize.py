@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from frameseek.index import Index
-from frameseek.localize import TRACKS_FILE, LocalisationSample, localisation_metrics
+from frameseek.localize import TRACKS_FILE, GreyQuery, LocalisationSample, localisation_metrics
 from frameseek.video import iter_frames
 
 KINDS = ("crop", "downscale", "jpeg30", "brightness")
@@ -80,7 +80,7 @@ def main() -> None:
                 pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
                 matches = index.search(pixels, refine=False)
                 start = time.perf_counter()
-                refined = index.localizer.refine(pixels, matches)
+                refined = index.localizer.refine(GreyQuery(pixels), matches)
                 seconds = time.perf_counter() - start
                 sample = LocalisationSample(
                     correct=matches[0].video == record.path, true_time=true_time,

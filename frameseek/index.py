@@ -34,12 +34,12 @@ from frameseek.features import (
 )
 from frameseek.keyframes import KeyFrame, KeyFrameExtractor, KeyFrameResult, StageTimer
 from frameseek.localize import (
+    GreyQuery,
     Localizer,
     Track,
     TrackBuilder,
     TrackStore,
     build_track,
-    query_grey,
     segment_of,
 )
 from frameseek.query import ImageInput, load_image
@@ -428,10 +428,12 @@ class Index:
         features = self.embed_many([region.crop(pixels) for region in regions])
         matches, region = self.search_regions(pixels, regions, features, top, candidates,
                                               effort.verify)
+        whole = GreyQuery(pixels)
         if refine:
-            matches = self.localizer.refine(region.crop(pixels), matches, refine_videos)
+            picture = whole if region.kind == WHOLE else GreyQuery(region.crop(pixels))
+            matches = self.localizer.refine(picture, matches, refine_videos)
         # The whole query's vectors (the first region) gather the videos' moments.
-        found = (self.videos_of(pixels, features.index[0], features.descriptors[0], videos,
+        found = (self.videos_of(whole, features.index[0], features.descriptors[0], videos,
                                 min_similarity=min_similarity) if videos else [])
         return Answer(matches, found)
 
@@ -458,10 +460,10 @@ class Index:
         merged = [merged[i] for i in order]
         return [m for m, _ in merged[:top]], merged[0][1]
 
-    def videos_of(self, pixels: np.ndarray, index: np.ndarray, descriptor: np.ndarray,
+    def videos_of(self, query: GreyQuery, index: np.ndarray, descriptor: np.ndarray,
                   videos: int = VIDEOS, keyframes: int = APPEARANCE_KEYFRAMES,
                   min_similarity: float | None = None) -> list[VideoResult]:
-        """The best `videos` videos for a query (its trimmed pixels and vectors), each with
+        """The best `videos` videos for a query (its trimmed picture and vectors), each with
         every moment the picture appears, best video first.
 
         The `keyframes` nearest key frames are taken, and of those the ones that match: at or
@@ -480,8 +482,7 @@ class Index:
         scaled = self.extractor.pooling.match_similarity is not None
         groups = [_as_alike_as_the_best(group, scaled)
                   for group in list(by_video.values())[:videos]]
-        grey_query = query_grey(pixels)
-        found = [self.localizer.appearances(grey_query, group) for group in groups]
+        found = [self.localizer.appearances(query, group) for group in groups]
         return sorted((v for v in found if v.moments), key=lambda v: -v.score)
 
     def search_clip(self, path: str | Path, min_similarity: float | None = None,
@@ -499,7 +500,7 @@ class Index:
             self.extractor.pooling.match_similarity
         step = 1.0 / CLIP_FPS
         segments = align(samples, step, floor, lambda rgb, match: self.localizer.refine_one(
-            query_grey(rgb), [match]).time)
+            GreyQuery(rgb), [match]).time)
         match = None if floor is None else bool(segments) and segments[0].score >= floor
         return ClipAnswer(segments, match, len(samples), frames[-1][0] + step)
 

@@ -26,7 +26,7 @@ import io
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,6 +75,23 @@ def query_grey(rgb: np.ndarray) -> np.ndarray:
         height = max(1, round(image.height * QUERY_WIDTH / image.width))
         image = image.resize((QUERY_WIDTH, height), Image.Resampling.BOX, reducing_gap=2.0)
     return grey(np.asarray(image))
+
+
+class GreyQuery:
+    """A query picture as the localiser compares it with frames (`query_grey`), and its
+    signatures over each key frame it was placed on, made once: refining a match and finding
+    its video's moments place the query over the same key frame."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.pixels = query_grey(rgb)
+        self._signatures: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def signatures(self, keyframe_id: int, draw: Callable[[], tuple[np.ndarray, np.ndarray]]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The signatures over one key frame: drawn by `draw` the first time only."""
+        if keyframe_id not in self._signatures:
+            self._signatures[keyframe_id] = draw()
+        return self._signatures[keyframe_id]
 
 
 def frame_signature(frame: Frame) -> np.ndarray:
@@ -477,24 +494,23 @@ class Localizer:
         self.store = store
         self.tracks = tracks
 
-    def refine(self, query: np.ndarray, matches: list[Match], videos: int = 3) -> list[Match]:
+    def refine(self, query: GreyQuery, matches: list[Match], videos: int = 3) -> list[Match]:
         """`matches` with the first match of each of the first `videos` distinct videos moved to
         its refined moment; every other match keeps its key frame's time.
 
         The moment is sought in the segments of all of that video's matches in the list, not
         only the first: the best key frame by CNN distance is now and then from another shot."""
-        grey_query = query_grey(query)
         refined = list(matches)
         order = list(dict.fromkeys(m.video for m in matches))[:videos]
         for video in order:
             siblings = [m for m in matches if m.video == video]
             position = matches.index(siblings[0])
-            refined[position] = self.refine_one(grey_query, siblings)
+            refined[position] = self.refine_one(query, siblings)
         return refined
 
-    def refine_one(self, query: np.ndarray, siblings: list[Match]) -> Match:
+    def refine_one(self, query: GreyQuery, siblings: list[Match]) -> Match:
         """The first of one video's matches moved to its moment, reporting the key frame whose
-        segment holds that moment. `query` is from `query_grey`.
+        segment holds that moment.
 
         The first match's own segments are searched first; the other matches' segments win only
         with a clearly better likeness (SIBLING_MARGIN), since each one searched is one more
@@ -521,9 +537,9 @@ class Localizer:
                        region=first.region, time=time, frame=int(track.frames[row]),
                        segment=segment_of(time, holder.segments), refined=True)
 
-    def appearances(self, query: np.ndarray, matches: list[Match]) -> VideoResult:
+    def appearances(self, query: GreyQuery, matches: list[Match]) -> VideoResult:
         """Every distinct moment of one video that shows the query. `matches` are that video's
-        key frames that match the query, best first; `query` is from `query_grey`.
+        key frames that match the query, best first.
 
         Each segment of each key frame is one candidate stretch: its best track entry is the
         moment, and a stretch where no frame correlates with the query (MIN_CORRELATION) is
@@ -552,14 +568,18 @@ class Localizer:
         best = max((m.similarity for m in moments), default=similarity(first.distance))
         return VideoResult(first.video, best, moments)
 
-    def _signatures(self, query: np.ndarray, match: Match) -> tuple[np.ndarray, np.ndarray]:
+    def _signatures(self, query: GreyQuery, match: Match) -> tuple[np.ndarray, np.ndarray]:
         """The query drawn onto the track grid at each placement found over `match`'s
         thumbnail: the cells' values and which cells it covers, one row per placement."""
-        drawn = [query_signature(query, placement) for placement in self._placements(query, match)
-                 if covered_cells(placement).sum() >= MIN_CELLS]
-        cells = np.array([c for c, _ in drawn]).reshape(-1, GRID[1], GRID[0])
-        covered = np.array([m for _, m in drawn], dtype=bool).reshape(-1, GRID[1], GRID[0])
-        return cells, covered
+        def draw() -> tuple[np.ndarray, np.ndarray]:
+            drawn = [query_signature(query.pixels, placement)
+                     for placement in self._placements(query.pixels, match)
+                     if covered_cells(placement).sum() >= MIN_CELLS]
+            cells = np.array([c for c, _ in drawn]).reshape(-1, GRID[1], GRID[0])
+            covered = np.array([m for _, m in drawn], dtype=bool).reshape(-1, GRID[1], GRID[0])
+            return cells, covered
+
+        return query.signatures(match.keyframe_id, draw)
 
     def _placements(self, query: np.ndarray, match: Match) -> list[Placement]:
         thumbnail = self.store.thumbnail(match.keyframe_id)

@@ -15,7 +15,13 @@ from pathlib import Path
 from frameseek.eval.methods import TOP, Ours, QueryInput
 from frameseek.eval.queries import SETS, Query
 from frameseek.index import Index
-from frameseek.localize import LocalisationSample, Track, build_track, localisation_metrics
+from frameseek.localize import (
+    GreyQuery,
+    LocalisationSample,
+    Track,
+    build_track,
+    localisation_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ def sample(ours: Ours, query: Query, features: QueryInput) -> LocalisationSample
     """One query's top result without and with refinement, and the time refinement took."""
     matches, pixels = ours.matches(features, TOP)
     start = time.perf_counter()
-    refined = ours.index.localizer.refine(pixels, matches)
+    refined = ours.index.localizer.refine(GreyQuery(pixels), matches)
     seconds = time.perf_counter() - start
     if not matches:
         return LocalisationSample(False, query.time, 0.0, 0.0, seconds)

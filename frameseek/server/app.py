@@ -46,6 +46,7 @@ from frameseek.clips import MAX_CLIP_S, ClipAnswer, ClipError, ClipTooLong
 from frameseek.features import Features
 from frameseek.index import Index
 from frameseek.keyframes import StageTimer
+from frameseek.localize import GreyQuery
 from frameseek.query import MAX_PIXELS, QueryError, load_image
 from frameseek.regions import DEFAULT_EFFORT, EFFORTS, WHOLE, Region
 from frameseek.results import Match, Verdict, VideoResult
@@ -271,10 +272,11 @@ class IndexService:
             matches, _ = self.index.search_regions(
                 query.pixels, [whole], Features(embedding.descriptor[None], embedding.index[None]),
                 top, verify=EFFORTS[DEFAULT_EFFORT].verify)
+        grey = GreyQuery(query.pixels)
         with stages.stage("refine"):
-            matches = self.index.localizer.refine(query.pixels, matches)
+            matches = self.index.localizer.refine(grey, matches)
         with stages.stage("moments"):
-            videos = self.index.videos_of(query.pixels, embedding.index, embedding.descriptor)
+            videos = self.index.videos_of(grey, embedding.index, embedding.descriptor)
         return matches, self.index.verdict(matches), videos
 
     def clip(self, data: bytes, suffix: str) -> ClipAnswer:
