@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from frameseek.backends.hardware import blas_on_one_thread
+
 Region = tuple[int, int, int]  # (top, left, side) of a square region of the feature map
 COARSE_DIM = 64
 MIN_FIT_SIDE = 64
@@ -105,7 +107,8 @@ class Whitening:
     def transform(self, vectors: np.ndarray) -> np.ndarray:
         """(..., D) → (..., d), unit length."""
         x = l2_normalise(np.asarray(vectors, dtype=np.float32))
-        return l2_normalise((x - self.mean) @ self.projection)
+        with blas_on_one_thread():
+            return l2_normalise((x - self.mean) @ self.projection)
 
 
 @dataclass

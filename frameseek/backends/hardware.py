@@ -7,8 +7,11 @@ import math
 import os
 import platform
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import lru_cache
 from pathlib import Path
+
+from threadpoolctl import ThreadpoolController
 
 CPUINFO = Path("/proc/cpuinfo")
 PROC_CGROUP = Path("/proc/self/cgroup")
@@ -48,6 +51,18 @@ def native_bf16(flags: frozenset[str]) -> str | None:
     if "avx512_bf16" in flags:
         return "avx512"
     return None
+
+
+@lru_cache(maxsize=1)
+def _thread_pools() -> ThreadpoolController:
+    return ThreadpoolController()  # finds the loaded BLAS libraries once: a few ms
+
+
+def blas_on_one_thread() -> AbstractContextManager[object]:
+    """numpy's BLAS on one thread for a block: for the small products of a query (the R-MAC
+    whitening, 42x512 by 512x512), whose threads would fight the CNN back end's, still awake
+    after its forward: a query's answer took 40% longer with them (docs/performance.md)."""
+    return _thread_pools().limit(limits=1, user_api="blas")
 
 
 def usable_cpus(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:

@@ -1,14 +1,17 @@
 """CPUs the process may use (affinity and cgroup quotas, on cgroup trees written here), the CPU's
-bf16 instructions, and where the cache lives."""
+bf16 instructions, where the cache lives, and numpy's BLAS held to one thread for a block."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from frameseek.backends.hardware import (
+    blas_on_one_thread,
     cache_dir,
     cgroup_cpu_quota,
     cpu_model,
@@ -74,3 +77,18 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     assert cache_dir() == tmp_path / "xdg" / "frameseek"
     monkeypatch.setenv("FRAMESEEK_CACHE_DIR", str(tmp_path / "mine"))
     assert cache_dir() == tmp_path / "mine"
+
+
+def numpy_blas_threads() -> int:
+    """The threads of the BLAS numpy links (its wheel's own copy, in numpy.libs)."""
+    (numpy_blas,) = [pool for pool in threadpool_info()
+                     if pool["user_api"] == "blas" and "numpy" in pool["filepath"]]
+    return numpy_blas["num_threads"]
+
+
+def test_blas_runs_on_one_thread_in_the_block_only() -> None:
+    np.ones((4, 4)) @ np.ones((4, 4))  # numpy's BLAS loaded
+    before = numpy_blas_threads()
+    with blas_on_one_thread():
+        assert numpy_blas_threads() == 1
+    assert numpy_blas_threads() == before
