@@ -35,7 +35,7 @@ ON_DESCRIPTORS = "@512"
 # and 1.0000. 10 cells cost 1.4-1.5 ms a query at 1M on one core, 16 cost 2.1 ms.
 DEFAULT_NPROBE = 10
 TRAIN_PER_CELL = 40  # k-means sample per cell: FAISS wants >= 39; more only slows the build
-CHUNK = 65_536  # rows converted to float32 at a time while building, so memory stays flat
+CHUNK = 65_536  # rows converted to float32 at a time, so memory stays flat
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ import faiss
 import numpy as np
 
 from frameseek.search import (
+    CHUNK,
     DEFAULT_NPROBE,
     FLAT_LIMIT,
     TRAIN_PER_CELL,
@@ -85,7 +86,6 @@ LOCK = "search.lock"
 OPTIMIZE_LOCK = "optimize.lock"
 
 
-CHUNK = 65_536  # rows converted to float32 at a time, so memory stays flat
 # The IVF's code for each key frame, chosen by collection size. Measured at 1M key frames
 # (docs/performance.md), each with the exact re-rank of its candidates: SQ4 (266 B a key frame)
 # reaches recall@12 1.000 at ~1 ms with 100 candidates. Its 266 B on top of the 1 KB float16

@@ -35,11 +35,11 @@ from frameseek.bench.search import TOP, Synthesizer, real_descriptors
 from frameseek.features import INDEX_DIM, pooling_named
 from frameseek.index import Index
 from frameseek.keyframes import KeyFrame
+from frameseek.search import CHUNK
 from frameseek.store.base import VideoRecord
 
 PER_VIDEO = 1000
 QUERIES = 200
-CHUNK = 65_536
 QUERY_IMAGE = Path(__file__).resolve().parents[2] / "samples" / "query.jpg"
 NEW_VIDEO = "bench-scale-new.mp4"
 GIVE_UP_S = 60.0  # a new video not found by then is reported as never found (null)
