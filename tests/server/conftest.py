@@ -123,11 +123,12 @@ def _wait_until_ready(server: Server) -> None:
 @pytest.fixture(scope="session")
 def server(sample_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server over the sample index for all the tests that do not change the index. It needs
-    a token; its rate limit is off (test_limits.py has a server of its own for that)."""
+    a token; its rate limit is off and it admits more searches at once than any test sends
+    together (test_limits.py and test_batching.py have servers of their own for those)."""
     log = tmp_path_factory.mktemp("server") / "server.log"
     with running_server(sample_index, log, "--max-upload-mb", str(MAX_UPLOAD_MB),
                         "--max-pixels", str(MAX_PIXELS), "--rate-limit", "0",
-                        token=TOKEN) as running:
+                        "--max-searches", "16", token=TOKEN) as running:
         yield running
 
 
