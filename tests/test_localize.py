@@ -16,16 +16,20 @@ from frameseek.cli import main
 from frameseek.index import Index
 from frameseek.localize import (
     FULL_FRAME,
+    GRID,
+    RECURRENCE_LEVELS,
     TRACKS_FILE,
     LocalisationSample,
     Track,
     TrackBuilder,
+    _recurrences,
     candidate_placements,
     grey,
     localisation_metrics,
     query_signature,
     segment_of,
 )
+from frameseek.results import Match, Moment
 from frameseek.video import iter_frames
 from tests.conftest import BBB, CARPHONE, frame_at
 
@@ -252,3 +256,22 @@ def test_a_query_that_matches_nothing_has_no_videos(recurring: Path) -> None:
         answer = index.answer(unrelated)
         assert index.verdict(answer.results).match is False
     assert answer.videos == []
+
+
+def test_a_recurrence_outside_every_matched_segment_is_found_on_the_track() -> None:
+    """The picture at rows 10-14 (the moment found) comes back at rows 60-64 and, brighter than
+    RECURRENCE_LEVELS allow, at rows 80-84: the track yields the second stretch, not the third,
+    nor any of the unrelated frames."""
+    rng = np.random.default_rng(0)
+    picture = rng.integers(40, 200, (GRID[1], GRID[0])).astype(np.float32)
+    signatures = rng.integers(0, 256, (100, GRID[1], GRID[0])).astype(np.float32)
+    for rows, offset in ((slice(10, 15), 0), (slice(60, 65), 0),
+                         (slice(80, 85), 3 * RECURRENCE_LEVELS)):
+        signatures[rows] = picture + offset + rng.normal(0, 2, (5, *picture.shape))
+    track = Track(np.arange(100, dtype=np.int32), np.arange(100) / 8.0,
+                  np.clip(signatures, 0, 255).astype(np.uint8))
+    cells, covered = picture[None], np.ones((1, GRID[1], GRID[0]), dtype=bool)
+    match = Match("v.mp4", 1.5, 12, 0.3, 7, [(1.0, 2.0)], 1.5, 12, (1.0, 2.0))
+    found = [Moment(1.5, 12, 0.9, 1.0, 2.0, 7)]
+    stretches = [(m.start, m.end) for m in _recurrences(track, cells, covered, found, [match])]
+    assert stretches == [(10 / 8, 14 / 8), (60 / 8, 64 / 8)]
