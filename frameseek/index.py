@@ -480,9 +480,12 @@ class Index:
             if floor is None or similarity(match.distance) >= floor:
                 by_video.setdefault(match.video, []).append(match)
         scaled = self.extractor.pooling.match_similarity is not None
-        groups = [_as_alike_as_the_best(group, scaled)
-                  for group in list(by_video.values())[:videos]]
-        found = [self.localizer.appearances(query, group) for group in groups]
+        found = []
+        for group in list(by_video.values())[:videos]:
+            alike = _as_alike_as_the_best(group, scaled)
+            kept = {m.keyframe_id for m in alike}
+            found.append(self.localizer.appearances(
+                query, alike, unlike=[m for m in group if m.keyframe_id not in kept]))
         return sorted((v for v in found if v.moments), key=lambda v: -v.score)
 
     def search_clip(self, path: str | Path, min_similarity: float | None = None,

@@ -26,7 +26,7 @@ import io
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,10 +60,9 @@ SIBLING_MARGIN = 0.25
 APPEARANCE_GAP_S = 1.0
 # A frame anywhere in a matched video whose signature correlates this well with the query's,
 # at a mean grey level this close to it, is another appearance of the picture, whichever key
-# frame's segment it lies in. On the corpus's recurring pictures (docs/eval/recurring.md),
-# 0.9 and 8 levels list 62% of the true moments instead of 25%, 67% of those listed true
-# (64% before); 0.8-0.85 list no more and fewer are true; 4 levels: 71% true, at the cost of
-# the brightened copies of a picture.
+# frame's segment it lies in. On the corpus's recurring pictures (docs/eval/recurring.md) this
+# lists 64% of the true moments instead of 25%; 0.8-0.85 list no more and fewer are true; 4
+# levels are a little more precise, at the cost of the brightened copies of a picture.
 RECURRENCE_CORRELATION = 0.9
 RECURRENCE_LEVELS = 8.0
 TRACKS_FILE = "tracks.sqlite"
@@ -482,12 +481,16 @@ def segment_of(time: float, segments: list[tuple[float, float]]) -> tuple[float,
 
 
 def _recurrences(track: Track, cells: np.ndarray, covered: np.ndarray, found: list[Moment],
-                 matches: list[Match]) -> list[Moment]:
+                 matches: list[Match], unlike: Sequence[Match] = ()) -> list[Moment]:
     """Further stretches of the track where the query recurs: every run of entries that
     correlates with it at RECURRENCE_CORRELATION or more, at the placement of the best moment
     found, within RECURRENCE_LEVELS of its mean grey level. A recurrence may lie in the
     segment of a key frame that does not show the picture (k-means put it in another cluster),
-    which no key frame's CNN similarity would bring."""
+    which no key frame's CNN similarity would bring.
+
+    A run is left out where a moment was found already (the key frames' moments stand), and
+    where it lies in the segments of a key frame in `unlike`: one the CNN judged the same scene
+    but not the picture (the subject moved), which the coarse track cannot tell apart."""
     best = max(found, key=lambda m: m.similarity)
     anchor = int(np.argmin(np.abs(track.times - best.time)))
     at_anchor = correlations(track.signatures[anchor:anchor + 1], cells, covered)[0]
@@ -499,17 +502,23 @@ def _recurrences(track: Track, cells: np.ndarray, covered: np.ndarray, found: li
     level = float(cells[placement].reshape(-1)[mask].mean())
     alike = np.flatnonzero((scores >= RECURRENCE_CORRELATION)
                            & (np.abs(levels - level) <= RECURRENCE_LEVELS))
+    weakest = min(m.similarity for m in found)
     moments = []
     for run in np.split(alike, np.flatnonzero(np.diff(alike) > 1) + 1):
         if not len(run):
             continue
+        start, end = float(track.times[run[0]]), float(track.times[run[-1]])
+        if any(start <= m.end + APPEARANCE_GAP_S and m.start <= end + APPEARANCE_GAP_S
+               for m in found):
+            continue
         row = int(run[np.argmax(scores[run])])
         time = float(track.times[row])
-        holder = next((m for m in matches if any(a <= time < b for a, b in m.segments)),
-                      matches[0])
-        moments.append(Moment(time, int(track.frames[row]), similarity(holder.distance),
-                              float(track.times[run[0]]), float(track.times[run[-1]]),
-                              holder.keyframe_id))
+        if any(a <= time < b for m in unlike for a, b in m.segments):
+            continue
+        holder = next((m for m in matches if any(a <= time < b for a, b in m.segments)), None)
+        moments.append(Moment(time, int(track.frames[row]),
+                              weakest if holder is None else similarity(holder.distance),
+                              start, end, (holder or matches[0]).keyframe_id))
     return moments
 
 
@@ -577,7 +586,8 @@ class Localizer:
                        region=first.region, time=time, frame=int(track.frames[row]),
                        segment=segment_of(time, holder.segments), refined=True)
 
-    def appearances(self, query: GreyQuery, matches: list[Match]) -> VideoResult:
+    def appearances(self, query: GreyQuery, matches: list[Match],
+                    unlike: Sequence[Match] = ()) -> VideoResult:
         """Every distinct moment of one video that shows the query. `matches` are that video's
         key frames that match the query, best first.
 
@@ -586,7 +596,8 @@ class Localizer:
         none, since a key frame stands for every frame of its k-means cluster, not all of which
         show the picture. Without a track the key frame's own segment keeps its own time (the
         key frame itself matched). Stretches that touch or lie within APPEARANCE_GAP_S of each
-        other are one appearance, shown by its most similar moment."""
+        other are one appearance, shown by its most similar moment. Further stretches come from
+        the whole track (`_recurrences`), except in the segments of the key frames `unlike`."""
         first = matches[0]
         track = self._track(first, _widened([span for m in matches for span in m.segments]))
         cells, covered = self._signatures(query, first) if track is not None else (None, None)
@@ -605,7 +616,7 @@ class Localizer:
                 found.append(Moment(time, frame, score, min(start, time), max(end, time),
                                     match.keyframe_id))
         if track is not None and found:
-            found += _recurrences(track, cells, covered, found, matches)
+            found += _recurrences(track, cells, covered, found, matches, unlike)
         moments = _one_per_appearance(found)
         best = max((m.similarity for m in moments), default=similarity(first.distance))
         return VideoResult(first.video, best, moments)

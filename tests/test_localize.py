@@ -259,19 +259,22 @@ def test_a_query_that_matches_nothing_has_no_videos(recurring: Path) -> None:
 
 
 def test_a_recurrence_outside_every_matched_segment_is_found_on_the_track() -> None:
-    """The picture at rows 10-14 (the moment found) comes back at rows 60-64 and, brighter than
-    RECURRENCE_LEVELS allow, at rows 80-84: the track yields the second stretch, not the third,
-    nor any of the unrelated frames."""
+    """The picture at rows 10-14 (the moment found) comes back at rows 40-44, 60-64 and 80-84.
+    Only 60-64 is a further moment: 40-44 lies in the segment of a key frame the CNN judged
+    unlike the picture, and 80-84 is brighter than RECURRENCE_LEVELS allow. No unrelated frame
+    is taken, and the moment found stays as it is."""
     rng = np.random.default_rng(0)
     picture = rng.integers(40, 200, (GRID[1], GRID[0])).astype(np.float32)
     signatures = rng.integers(0, 256, (100, GRID[1], GRID[0])).astype(np.float32)
-    for rows, offset in ((slice(10, 15), 0), (slice(60, 65), 0),
+    for rows, offset in ((slice(10, 15), 0), (slice(40, 45), 0), (slice(60, 65), 0),
                          (slice(80, 85), 3 * RECURRENCE_LEVELS)):
         signatures[rows] = picture + offset + rng.normal(0, 2, (5, *picture.shape))
     track = Track(np.arange(100, dtype=np.int32), np.arange(100) / 8.0,
                   np.clip(signatures, 0, 255).astype(np.uint8))
     cells, covered = picture[None], np.ones((1, GRID[1], GRID[0]), dtype=bool)
     match = Match("v.mp4", 1.5, 12, 0.3, 7, [(1.0, 2.0)], 1.5, 12, (1.0, 2.0))
+    unlike = Match("v.mp4", 5.2, 42, 0.5, 8, [(4.5, 6.0)], 5.2, 42, (4.5, 6.0))
     found = [Moment(1.5, 12, 0.9, 1.0, 2.0, 7)]
-    stretches = [(m.start, m.end) for m in _recurrences(track, cells, covered, found, [match])]
-    assert stretches == [(10 / 8, 14 / 8), (60 / 8, 64 / 8)]
+    (recurrence,) = _recurrences(track, cells, covered, found, [match], [unlike])
+    assert (recurrence.start, recurrence.end) == (60 / 8, 64 / 8)
+    assert recurrence.similarity == 0.9  # no stronger than the moments found
