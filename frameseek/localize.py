@@ -480,6 +480,11 @@ def segment_of(time: float, segments: list[tuple[float, float]]) -> tuple[float,
     return (min(start, time), max(end, time))
 
 
+def _holding(matches: Sequence[Match], time: float) -> Match | None:
+    """The first of `matches` whose key frame's segments hold `time`."""
+    return next((m for m in matches if any(a <= time < b for a, b in m.segments)), None)
+
+
 def _recurrences(track: Track, cells: np.ndarray, covered: np.ndarray, found: list[Moment],
                  matches: list[Match], unlike: Sequence[Match] = ()) -> list[Moment]:
     """Further stretches of the track where the query recurs: every run of entries that
@@ -513,9 +518,9 @@ def _recurrences(track: Track, cells: np.ndarray, covered: np.ndarray, found: li
             continue
         row = int(run[np.argmax(scores[run])])
         time = float(track.times[row])
-        if any(a <= time < b for m in unlike for a, b in m.segments):
+        if _holding(unlike, time) is not None:
             continue
-        holder = next((m for m in matches if any(a <= time < b for a, b in m.segments)), None)
+        holder = _holding(matches, time)
         moments.append(Moment(time, int(track.frames[row]),
                               weakest if holder is None else similarity(holder.distance),
                               start, end, (holder or matches[0]).keyframe_id))
@@ -580,7 +585,7 @@ class Localizer:
         if row is None or correlation < MIN_CORRELATION:
             return first  # no frame looks like the query: the key frame's time is the safer answer
         time = float(track.times[row])
-        holder = next((m for m in siblings if any(a <= time < b for a, b in m.segments)), first)
+        holder = _holding(siblings, time) or first
         # The evidence for the match (distance, inliers, the region found in) stays the first's.
         return replace(holder, distance=first.distance, inliers=first.inliers,
                        region=first.region, time=time, frame=int(track.frames[row]),
