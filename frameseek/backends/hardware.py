@@ -60,8 +60,9 @@ def _thread_pools() -> ThreadpoolController:
 
 def blas_on_one_thread() -> AbstractContextManager[object]:
     """numpy's BLAS on one thread for a block: for the small products of a query (the R-MAC
-    whitening, 42x512 by 512x512), whose threads would fight the CNN back end's, still awake
-    after its forward: a query's answer took 40% longer with them (docs/performance.md)."""
+    whitening, 42x512 by 512x512), whose two threads fight the CNN back end's, still awake
+    after its forward: 13.6 ms for the product right after a forward against 2.4 ms 10 ms
+    later, on a loaded machine (docs/performance.md)."""
     return _thread_pools().limit(limits=1, user_api="blas")
 
 

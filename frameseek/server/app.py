@@ -348,18 +348,17 @@ class LimitedUploadRoute(APIRoute):
                          "progress): retry later",
                     headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
             try:
-                try:
-                    body = await _read_limited(request, service.settings.max_upload_bytes)
-                except UploadTooLarge:
-                    service.rejected += 1
-                    log.warning("%s: search refused: upload over %d bytes", _client(request),
-                                service.settings.max_upload_bytes)
-                    raise
+                body = await _read_limited(request, service.settings.max_upload_bytes)
 
                 async def replay() -> Message:
                     return {"type": "http.request", "body": body, "more_body": False}
 
                 return await handle(Request(request.scope, replay))
+            except UploadTooLarge:  # raised by _read_limited only
+                service.rejected += 1
+                log.warning("%s: search refused: upload over %d bytes", _client(request),
+                            service.settings.max_upload_bytes)
+                raise
             finally:
                 service.admission.release()
 
