@@ -49,8 +49,9 @@ HISTOGRAM_BINS = 8  # per channel: 512 cells
 HISTOGRAM_GROUP = 8  # images per numpy call (color_histograms)
 THUMBNAIL_WIDTH = 192
 T = TypeVar("T")
-# Decoded frames held between samples, waiting to learn whether their gap needs closing: past
-# this, the batch is embedded early (so 4K video holds a few gaps, not a batch's worth).
+# Decoded frames held between samples, waiting to learn whether their gap needs closing or for
+# it to be closed: past this, the batch is embedded and the open gaps closed early (so 4K video
+# holds a few gaps, not a batch's worth).
 GAP_BYTES = 256 << 20
 # The decoder thread hands frames over in chunks of about this many bytes (their histograms
 # computed together), up to DECODE_AHEAD chunks ahead: 8 × 16 MB is 96 frames of 720p, the
@@ -200,7 +201,11 @@ class _Samples:
     regular: list[int] = field(default_factory=list)  # positions of the regular samples
     pending: list[np.ndarray] = field(default_factory=list)
     gaps: list[list[Frame]] = field(default_factory=list)  # frames before each pending sample
-    gap_bytes: int = 0
+    # Gaps embedded samples left open (their ends less similar than `coverage`), gathered over
+    # batches so that closing them fills the CNN's batches: one or two per batch of samples
+    # would each cost a forward at batch 1, about twice as much per image.
+    open_gaps: list[tuple[np.ndarray, np.ndarray, list[Frame]]] = field(default_factory=list)
+    gap_bytes: int = 0  # held in `gaps` and `open_gaps`
     last: np.ndarray | None = None  # the previous batch's last stored descriptor
     clustering: list[np.ndarray] = field(default_factory=list)  # mean-pooled, for k-means
     features: list[Features] = field(default_factory=list)  # as stored (none with a spill)
@@ -336,7 +341,13 @@ class KeyFrameExtractor:
                 last_time = chunk[-1].time
         self._embed(samples)
         if gap and samples.last is not None:
-            self._close_tail(samples, gap)
+            # The frames after the last sample have none to their right: the video's last frame
+            # becomes one (an extra sample).
+            [end] = self._embed_extra(samples, gap[-1:])
+            samples.gap_bytes -= _decoded_bytes(gap[-1])
+            self._keep_if_open(samples, samples.last, end, gap[:-1])
+        if self.coverage is not None:
+            self._close(samples, every=True)
         clustering = np.concatenate(samples.clustering)
         m = count_clusters(np.concatenate(distances), self.theta)
         cap = max(1, int(len(clustering) / self.samples_per_cluster))
@@ -378,7 +389,8 @@ class KeyFrameExtractor:
 
     def _embed(self, samples: _Samples) -> None:
         """CNN over the pending samples: their clustering features and, when they are at the
-        stored size, the stored features too, from the same forward pass; then their gaps."""
+        stored size, the stored features too, from the same forward pass. The gaps they leave
+        open join the others, to be closed a batch at a time."""
         if samples.pending:
             with self.timer.stage("cnn"):
                 pool5 = self.clusterer.pool5(np.stack(samples.pending))
@@ -386,41 +398,45 @@ class KeyFrameExtractor:
                 if self.clusterer is self.extractor:
                     samples.features.append(self.extractor.features(pool5))
             if self.coverage is not None:
-                gaps = []
                 left = samples.last
                 for right, gap in zip(samples.features[-1].descriptors, samples.gaps,
                                       strict=True):
-                    if left is not None:
-                        gaps.append((left, right, gap))
+                    self._keep_if_open(samples, left, right, gap)
                     left = right
                 samples.last = left
-                self._close(samples, gaps)
             samples.pending.clear()
             samples.gaps.clear()
-            samples.gap_bytes = 0
+        self._close(samples)
 
-    def _close_tail(self, samples: _Samples, tail: list[Frame]) -> None:
-        """The frames after the last sample have no sample to their right: the video's last
-        frame becomes one (an extra sample), and the gap up to it is closed like any other."""
-        [end] = self._embed_extra(samples, tail[-1:])
-        self._close(samples, [(samples.last, end, tail[:-1])])
-
-    def _close(self, samples: _Samples, gaps: list[tuple[np.ndarray, np.ndarray, list[Frame]]]
-               ) -> None:
-        """Embed the middle frame of every gap whose two ends are less similar than `coverage`,
-        then of the halves, all gaps of a round in one batch, until every gap is closed or
-        holds no frame."""
-        assert self.coverage is not None
+    def _close(self, samples: _Samples, *, every: bool = False) -> None:
+        """Embed the middle frame of open gaps, a whole number of CNN batches of them at a time
+        (or all, with `every` or past GAP_BYTES); the halves still open join the others. So
+        each gap is halved until it is closed or holds no frame."""
+        batch = self.extractor.batch_size
         with self.timer.stage("gaps"):
-            while gaps := [(a, b, gap) for a, b, gap in gaps
-                           if gap and float(a @ b) < self.coverage]:
+            while samples.open_gaps:
+                held = len(samples.open_gaps)
+                take = held if every or samples.gap_bytes > GAP_BYTES else held - held % batch
+                if not take:
+                    return
+                gaps, samples.open_gaps = samples.open_gaps[:take], samples.open_gaps[take:]
                 middles = [gap[len(gap) // 2] for _, _, gap in gaps]
-                halves = []
+                samples.gap_bytes -= sum(_decoded_bytes(m) for m in middles)
                 for (a, b, gap), middle in zip(gaps, self._embed_extra(samples, middles),
                                                strict=True):
                     half = len(gap) // 2
-                    halves += [(a, middle, gap[:half]), (middle, b, gap[half + 1:])]
-                gaps = halves
+                    self._keep_if_open(samples, a, middle, gap[:half])
+                    self._keep_if_open(samples, middle, b, gap[half + 1:])
+
+    def _keep_if_open(self, samples: _Samples, left: np.ndarray | None, right: np.ndarray,
+                      gap: list[Frame]) -> None:
+        """Hold a gap whose two ends are less similar than `coverage` among the open ones; let
+        go of the frames of any other."""
+        assert self.coverage is not None
+        if left is not None and gap and float(left @ right) < self.coverage:
+            samples.open_gaps.append((left, right, gap))
+        else:
+            samples.gap_bytes -= sum(_decoded_bytes(f) for f in gap)
 
     def _embed_extra(self, samples: _Samples, frames: list[Frame]) -> np.ndarray:
         """Embed frames as extra samples (stored features, no clustering); their descriptors."""

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frameseek import rmac
-from frameseek.features import FeatureExtractor
+from frameseek import keyframes, rmac
+from frameseek.features import FeatureExtractor, Features
 from frameseek.keyframes import (
     HISTOGRAM_SIZE,
     KeyFrameExtractor,
@@ -290,6 +290,39 @@ def test_coverage_holds_for_every_frame_of_a_real_video() -> None:
     # Every sample's time lies in some key frame's segments.
     spans = [s for k in covered.keyframes for s in k.segments]
     assert all(any(a <= t < b for a, b in spans) for t in np.asarray(sorted(numbers)) / 25)
+
+
+class BatchRecorder(FeatureExtractor):
+    """The real extractor, noting how many images each `transform` (the extra samples') gets."""
+
+    def __init__(self) -> None:
+        super().__init__(pooling=rmac.shipped())
+        self.batches: list[int] = []
+
+    def transform(self, images: np.ndarray) -> Features:
+        self.batches.append(len(images))
+        return super().transform(images)
+
+
+def test_gaps_are_closed_in_full_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Open gaps wait for a batch's worth before their middles go through the CNN (a forward at
+    batch 1 costs about twice as much per image); only the video's end flushes smaller ones, one
+    a bisection round. Held back or not (GAP_BYTES 0 closes them at once), the same frames are
+    embedded."""
+    coverage = rmac.MATCH_SIMILARITY + 0.1
+    gathered = BatchRecorder()
+    result = KeyFrameExtractor(gathered, coverage=coverage).extract(iter_frames(BBB))
+    assert sum(gathered.batches) == result.gap_samples > 3 * gathered.batch_size
+    # 2 samples a second of 24 fps: 11 frames a gap, halved at most 4 times; and the tail's end.
+    assert len([n for n in gathered.batches if n % gathered.batch_size]) <= 1 + 4
+
+    monkeypatch.setattr(keyframes, "GAP_BYTES", 0)
+    at_once = BatchRecorder()
+    unbatched = KeyFrameExtractor(at_once, coverage=coverage).extract(iter_frames(BBB))
+    # The same frames, but for a gap whose ends' similarity lies within rounding of `coverage`
+    # (a batch of other images can round the CNN's output differently).
+    assert abs(unbatched.gap_samples - result.gap_samples) <= result.gap_samples // 10
+    assert len(at_once.batches) > len(gathered.batches)
 
 
 def test_coverage_cannot_be_combined_with_the_cheaper_clustering(extractor: FeatureExtractor
