@@ -4,8 +4,10 @@ searched in an index of it.
 From each query video, clips of 4-10 s are cut at seeded times and re-encoded by ffmpeg
 (H.264, as the corpus) in one of these ways: half size, quarter size, half size at 12 fps, a
 light crop (85% of the frame), a dark band over the lower part (a caption or overlay), and
-clips joining two sources (3-5 s of each of two videos). Clips of the corpus's "outside"
-videos, which are not indexed, must be answered "no match".
+clips joining two sources (3-5 s of each of two videos). Clips of the videos the index does not
+hold (the corpus's "outside" videos, and any video left out of the index: an index of the corpus
+without one work makes that work's videos outside, for as many outside clips as it has videos)
+must be answered "no match".
 
 A clip is found when its best segment is from its video and overlaps the true stretch with an
 IoU of at least 0.5 (for a joined clip: each source by one of its segments). Reported per kind,
@@ -58,14 +60,15 @@ class ClipQuery:
     sources: list[Source]  # empty for an outside clip
 
 
-def make_clips(videos: list[CorpusVideo], out: Path, seed: int = 0) -> list[ClipQuery]:
-    """One clip of each kind per query video (cycling through the kinds), a joined clip per
-    pair of consecutive query videos, and OUTSIDE_PER_VIDEO clips of each outside video (the
-    kinds in turn)."""
+def make_clips(videos: list[CorpusVideo], indexed: set[str], out: Path, seed: int = 0
+               ) -> list[ClipQuery]:
+    """One clip of each kind per indexed query video (cycling through the kinds), a joined clip
+    per pair of consecutive ones, and OUTSIDE_PER_VIDEO clips of each video whose file name is
+    not in `indexed` (the kinds in turn)."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     queries: list[ClipQuery] = []
-    inside = [v for v in videos if v.role == "query"]
+    inside = [v for v in videos if v.role == "query" and v.path.name in indexed]
     kinds = list(KINDS)
     for number, video in enumerate(inside):
         kind = kinds[number % len(kinds)]
@@ -77,7 +80,7 @@ def make_clips(videos: list[CorpusVideo], out: Path, seed: int = 0) -> list[Clip
         first, second = _stretch(a.path, rng, 3.0, 5.0), _stretch(b.path, rng, 3.0, 5.0)
         if first is not None and second is not None:
             queries.append(_join(a.path, first, b.path, second, out / f"joined-{number:03d}.mp4"))
-    for number, video in enumerate(v for v in videos if v.role == "outside"):
+    for number, video in enumerate(v for v in videos if v.path.name not in indexed):
         for copy in range(OUTSIDE_PER_VIDEO):
             source = _stretch(video.path, rng, MIN_S, MAX_S)
             if source is not None:
@@ -153,8 +156,11 @@ def evaluate(index: Index, queries: list[ClipQuery], folder: Path) -> dict:
                            "found": sum(o["found"] for o in chosen) / len(chosen),
                            "seconds_median": statistics.median(o["seconds"] for o in chosen)}
     inside = [o for o in outcomes if o["kind"] != OUTSIDE]
+    outside = [o for o in outcomes if o["kind"] == OUTSIDE]
     return {"kinds": table, "outcomes": outcomes,
             "inside_found": sum(o["found"] for o in inside) / max(1, len(inside)),
+            "outside_clips": len(outside),
+            "outside_no_match": sum(o["found"] for o in outside),
             "seconds_median": statistics.median(o["seconds"] for o in outcomes)}
 
 
@@ -171,14 +177,16 @@ def report(results: dict, meta: dict) -> str:
                      f"{row['seconds_median']:.2f} |")
     lines += ["", f"Clips from indexed videos found: {results['inside_found']:.3f}; median "
               f"query {results['seconds_median']:.2f} s (sampling, CNN, search, alignment).",
-              ""]
+              f"Outside clips answered \"no match\": {results['outside_no_match']} of "
+              f"{results['outside_clips']}.", ""]
     return "\n".join(lines)
 
 
 def run(corpus: Path, index_dir: Path, out: Path, seed: int, command: str) -> dict:
     videos = corpus_videos(corpus)
-    queries = make_clips(videos, out / "clips", seed)
     with Index.open(index_dir) as index:
+        indexed = {Path(v.path).name for v in index.videos()}
+        queries = make_clips(videos, indexed, out / "clips", seed)
         results = evaluate(index, queries, out / "clips")
         meta = {**index_meta(index, command), "seed": seed}
     results["meta"] = meta
