@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from frameseek.cli import main
-from frameseek.index import Index
+from frameseek.index import VIDEO_MARGIN, Index
 from frameseek.localize import (
     FULL_FRAME,
     GRID,
@@ -29,7 +29,7 @@ from frameseek.localize import (
     query_signature,
     segment_of,
 )
-from frameseek.results import Match, Moment
+from frameseek.results import Match, Moment, similarity
 from frameseek.video import iter_frames
 from tests.conftest import BBB, CARPHONE, frame_at
 
@@ -256,6 +256,19 @@ def test_a_query_that_matches_nothing_has_no_videos(recurring: Path) -> None:
         answer = index.answer(unrelated)
         assert index.verdict(answer.results).match is False
     assert answer.videos == []
+
+
+def test_videos_far_below_the_best_are_not_listed(sample_index: Path, query_frame) -> None:
+    """With no similarity floor at all, the bikes video's key frames still match nothing of a
+    bunny frame: its best lies far more than VIDEO_MARGIN below the bunny's."""
+    rgb, _ = query_frame
+    with Index.open(sample_index) as index:
+        unfloored = index.search(rgb, top=100)
+        answer = index.answer(rgb, min_similarity=-1.0)
+    assert {Path(m.video).name for m in unfloored} == {BBB.name, "bikes.mp4"}
+    assert [Path(v.video).name for v in answer.videos] == [BBB.name]
+    bikes = max(similarity(m.distance) for m in unfloored if m.video.endswith("bikes.mp4"))
+    assert bikes < answer.videos[0].score - VIDEO_MARGIN
 
 
 def test_a_recurrence_outside_every_matched_segment_is_found_on_the_track() -> None:
