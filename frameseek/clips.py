@@ -11,7 +11,9 @@ exact by localising the segment's samples to their frames (frameseek/localize.py
 the median.
 
 A segment needs MIN_SUPPORT agreeing samples; the clip is a match when its best segment's
-samples are, on average, at or above the image verdict's threshold.
+samples are, on average, at or above the image verdict's threshold. A featureless sample (a
+black or white frame of a fade) votes for nothing: such frames are in every video, and two of
+them made a clip of the film match a slide show's black first frame.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ MAX_CLIP_S = 120.0  # longer queries are refused: a clip query is seconds, not a
 KEYFRAMES_PER_SAMPLE = 20
 MIN_SUPPORT = 2
 SEGMENTS = 5
+# A sample whose grey levels spread less than this (standard deviation, 0-255) shows no picture.
+# Fades to black measured 0-1.4 on the corpus; a real frame's are tens.
+FEATURELESS_STD = 4.0
+
+
+def featureless(rgb: np.ndarray) -> bool:
+    """Whether a sample is too flat to say anything about where the clip is from."""
+    step = max(1, min(rgb.shape[:2]) // 64)  # a 64-px grid is plenty to see a picture
+    return float(rgb[::step, ::step].mean(axis=2).std()) < FEATURELESS_STD
 
 
 class ClipError(VideoError):

@@ -21,6 +21,7 @@ from frameseek.clips import (
     ClipAnswer,
     Sample,
     align,
+    featureless,
     sample_clip,
 )
 from frameseek.features import (
@@ -505,7 +506,7 @@ class Index:
         frames = sample_clip(Path(path))
         pixels = [crop_to_content(rgb) if trim else rgb for _, rgb in frames]
         features = self.embed_many(pixels)
-        samples = [Sample(time, pixels[i], self.search_features(
+        samples = [Sample(time, pixels[i], [] if featureless(pixels[i]) else self.search_features(
                        features.index[i], features.descriptors[i], KEYFRAMES_PER_SAMPLE))
                    for i, (time, _) in enumerate(frames)]
         floor = min_similarity if min_similarity is not None else \

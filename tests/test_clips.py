@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from frameseek.cli import main
-from frameseek.clips import ClipError, sample_clip
+from frameseek.clips import ClipError, featureless, sample_clip
 from frameseek.index import Index
 from frameseek.video import iter_frames
 from tests.conftest import BBB, BIKES, CARPHONE
@@ -74,6 +74,23 @@ def test_a_clip_from_outside_the_collection_is_no_match(sample_index: Path) -> N
     with Index.open(sample_index) as index:
         answer = index.search_clip(CARPHONE)
     assert answer.match is False and answer.segments == []
+
+
+def test_black_frames_are_no_evidence_of_a_source(tmp_path: Path) -> None:
+    """A video that opens on black, indexed; a clip that fades through black into another
+    video's frames: the black samples alone would agree on the opening (a segment of two), so
+    they vote for nothing and the clip is no match."""
+    size = (176, 144)
+    black = [np.zeros((size[1], size[0], 3), np.uint8)] * 25
+    indexed = encode(tmp_path / "opens-on-black.mp4",
+                     black + [f.rgb() for f in iter_frames(CARPHONE)], 25)
+    clip = encode(tmp_path / "fade.mp4", rescaled(BBB, 10, 12, size) + black * 2
+                  + rescaled(BBB, 20, 22, size), 25)
+    with Index.create(tmp_path / "index") as index:
+        assert len(index.add([indexed]).added) == 1
+        answer = index.search_clip(clip)
+    assert answer.match is False and answer.segments == []
+    assert featureless(black[0]) and not featureless(rescaled(BBB, 10, 10.1, size)[0])
 
 
 def test_the_cli_answers_a_clip_in_json_and_writes_nothing(
