@@ -27,6 +27,7 @@ from PIL import Image
 
 from frameseek import backends, rmac
 from frameseek.backends.hardware import cache_dir
+from frameseek.files import write_atomically
 
 if TYPE_CHECKING:
     import onnx
@@ -172,7 +173,9 @@ def pool5_model(rebuild: bool = False) -> Path:
         if path.exists() and not rebuild:
             return path
         try:
-            _write_atomically(path, _cut_model_bytes())
+            folder.mkdir(parents=True, exist_ok=True)
+            model = _cut_model_bytes()
+            write_atomically(path, lambda target, model=model: target.write_bytes(model))
         except OSError:
             continue
         return path
@@ -185,19 +188,6 @@ def _cut_model_bytes() -> bytes:
 
     model = onnx.load_from_string(_verified_model_bytes(weights_path()))
     return cut_at_pool5(model).SerializeToString()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    # Written beside its final name and renamed into place: a process killed mid-write, or a
-    # second one building it at the same time, never leaves a partial model under that name.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as out:
-        out.write(data)
-    try:
-        os.replace(out.name, path)
-    except OSError:
-        os.unlink(out.name)
-        raise
 
 
 def self_check_reference() -> backends.Reference:

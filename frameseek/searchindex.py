@@ -57,6 +57,7 @@ from dataclasses import dataclass, replace
 import faiss
 import numpy as np
 
+from frameseek.files import write_atomically
 from frameseek.search import (
     CHUNK,
     DEFAULT_NPROBE,
@@ -74,9 +75,9 @@ from frameseek.store.vectorfile import (
     DamagedFile,
     Fingerprint,
     check,
+    fingerprint,
     remove_unlisted,
     unique_name,
-    write_atomically,
 )
 
 MANIFEST_KEY = "search_index"
@@ -453,9 +454,8 @@ class SearchIndex:
 
     def _write(self, index: faiss.Index, role: str) -> tuple[str, Fingerprint]:
         name = unique_name(role, ".faiss")
-        written = write_atomically(self.folder / name,
-                                   lambda path: faiss.write_index(index, str(path)))
-        return name, written
+        write_atomically(self.folder / name, lambda path: faiss.write_index(index, str(path)))
+        return name, fingerprint(self.folder / name)
 
     def _commit(self, manifest: Manifest | None) -> None:
         """Make a generation visible (the one commit point), then delete the files neither it

@@ -6,8 +6,8 @@ Two kinds of file live in an index's `vectors/` folder:
   descriptors). Rows are appended past the committed end, fsynced, and only then made visible by
   the SQLite transaction that records the new row count. A crash before that commit leaves bytes
   past the committed end, which the next writer cuts off; committed rows are never rewritten.
-- whole files written once (`write_atomically`): to a temporary name, fsynced, renamed into
-  place, the folder fsynced; made visible by the SQLite row that names them.
+- whole files written once (`frameseek.files.write_atomically`): to a temporary name, fsynced,
+  renamed into place, the folder fsynced; made visible by the SQLite row that names them.
 
 Either way SQLite is the one commit point, and each file's `Fingerprint` is recorded in that row.
 `check` compares a file with its fingerprint at open: its size and CRCs of its first and last
@@ -21,12 +21,12 @@ import os
 import struct
 import uuid
 import zlib
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from frameseek.files import fsync_folder
 from frameseek.store.base import StoreError
 
 MAGIC = b"FSROWS\x00\x01"  # the last byte is the format version
@@ -78,35 +78,10 @@ def check(path: Path, expected: Fingerprint, *, exact_size: bool = True) -> None
         raise DamagedFile(f"{path} is not the file its manifest names (checksum differs)")
 
 
-def fsync_folder(folder: Path) -> None:
-    """Make a rename or a new file's name durable: the folder entry is data of its own."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
 def unique_name(prefix: str, suffix: str) -> str:
     """A name no other writer, crash or earlier generation has used: files are never reused, so
     a reader holding an old one open keeps a consistent view."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}{suffix}"
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> Fingerprint:
-    """`write(temporary path)` writes a whole file, which is then fsynced and renamed into
-    place: a crash or a full disk leaves either no file or the complete one, never a part."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        write(partial)
-        with partial.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
-    return fingerprint(path)
 
 
 def remove_unlisted(folder: Path, keep: set[str]) -> None:
