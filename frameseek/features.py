@@ -174,8 +174,7 @@ def pool5_model(rebuild: bool = False) -> Path:
             return path
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            model = _cut_model_bytes()
-            write_atomically(path, lambda target, model=model: target.write_bytes(model))
+            write_atomically(path, lambda target: target.write_bytes(_cut_model_bytes()))
         except OSError:
             continue
         return path

@@ -406,7 +406,8 @@ class KeyFrameExtractor:
                 samples.last = left
             samples.pending.clear()
             samples.gaps.clear()
-        self._close(samples)
+        if self.coverage is not None:
+            self._close(samples)
 
     def _close(self, samples: _Samples, *, every: bool = False) -> None:
         """Embed the middle frame of open gaps, a whole number of CNN batches of them at a time
