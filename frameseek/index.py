@@ -491,11 +491,8 @@ class Index:
                                       VIDEO_MARGIN)
         found = []
         for best in bests[:videos]:
-            group = by_video[best.video]
-            alike = _as_alike_as_the_best(group, scaled, APPEARANCE_MARGIN)
-            kept = {m.keyframe_id for m in alike}
-            found.append(self.localizer.appearances(
-                query, alike, unlike=[m for m in group if m.keyframe_id not in kept]))
+            alike = _as_alike_as_the_best(by_video[best.video], scaled, APPEARANCE_MARGIN)
+            found.append(self.localizer.appearances(query, alike))
         return sorted((v for v in found if v.moments), key=lambda v: -v.score)
 
     def search_clip(self, path: str | Path, min_similarity: float | None = None,

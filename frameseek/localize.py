@@ -2,9 +2,12 @@
 
 A key frame stands for the stretch of video in its k-means cluster (its `segments`), often a second
 or more, not always contiguous. To name the moment, each video gets a *signature track* at index
-time: a tiny grey thumbnail (GRID cells) of one frame every 1/TRACK_FPS seconds, with the frame's
-number and exact time, compressed and kept in `tracks.sqlite` beside the index (a few percent of
-its size). At query time, for the best match of each of the top few videos:
+time: a tiny grey thumbnail (FINE_GRID cells) of one frame every 1/TRACK_FPS seconds, with the
+frame's number and exact time, compressed and kept in `tracks.sqlite` beside the index (a fifth
+of its size). The moment is found on a coarser GRID (each cell the mean of FINE² fine ones),
+where a crop or a rescaled copy still covers whole cells; the fine thumbnails tell where else
+in the video the picture shows unchanged. At query time, for the best match of each of the
+top few videos:
 
 1. *Placement*: where the query lies inside the frame (it may be a crop, and is often rescaled).
    Found once per match by normalised cross-correlation of the query over the key frame's stored
@@ -17,7 +20,7 @@ its size). At query time, for the best match of each of the top few videos:
 
 No frame is decoded and no CNN runs at query time when a track exists. An index built before
 tracks existed still refines: the spans are then decoded (seeking to the stream key frame before
-each, at GRID resolution) to build the same signatures on the fly, at the cost of decoding.
+each, at FINE_GRID resolution) to build the same thumbnails on the fly, at the cost of decoding.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,7 +48,8 @@ if TYPE_CHECKING:
 
 TRACK_FPS = 8.0
 GRID = (16, 9)  # cells across, down: every video is drawn onto the same 16:9 grid
-SUBCELLS = 4
+FINE = 2  # fine cells across (and down) a GRID cell in a track's thumbnails
+FINE_GRID = (GRID[0] * FINE, GRID[1] * FINE)
 MARGIN_S = 0.5  # one sample step at the default sample_fps: frames between two samples' spans
 PLACEMENT_WIDTH = 64  # the key frame thumbnail is matched against the query at this width
 QUERY_WIDTH = 2 * PLACEMENT_WIDTH
@@ -56,15 +61,14 @@ MIN_CORRELATION = 0.5  # below this the best frame is no real likeness, and the 
 # segments must match to be preferred over the best match's own.
 SIBLING_MARGIN = 0.25
 # Two stretches of one video this close are one appearance of the picture, not two: a shot cut
-# in two clusters by k-means, or the frames between two samples' spans.
-APPEARANCE_GAP_S = 1.0
-# A frame anywhere in a matched video whose signature correlates this well with the query's,
-# at a mean grey level this close to it, is another appearance of the picture, whichever key
-# frame's segment it lies in. On the corpus's recurring pictures (docs/eval/recurring.md) this
-# lists 64% of the true moments instead of 25%; 0.8-0.85 list no more and fewer are true; 4
-# levels are a little more precise, at the cost of the brightened copies of a picture.
-RECURRENCE_CORRELATION = 0.9
-RECURRENCE_LEVELS = 8.0
+# in two clusters by k-means, or the frames between two samples' spans (MARGIN_S).
+APPEARANCE_GAP_S = MARGIN_S
+# A frame of a matched video shows the picture unchanged when its fine thumbnail, over the
+# cells the query covers, lies within this many grey levels (mean absolute difference, 0-255)
+# of the best moment's frame: the measure of the recurrence eval's truth
+# (docs/eval/recurring.md). Compared within the video, frame with frame, so that a damaged query
+# (a screenshot, a phone photo) still finds where its picture comes back.
+UNCHANGED_LEVELS = 3.0
 TRACKS_FILE = "tracks.sqlite"
 CACHED_TRACKS = 64
 
@@ -101,14 +105,17 @@ class GreyQuery:
         return self._signatures[keyframe_id]
 
 
-def frame_signature(frame: Frame) -> np.ndarray:
-    """One frame's track entry: its luma averaged over each GRID cell, as uint8.
+def frame_thumbnail(frame: Frame) -> np.ndarray:
+    """One frame's track entry: its luma shrunk by swscale to FINE_GRID cells, as uint8.
+    swscale's shrinking filter averages an area much like the box filter the query's cells
+    get, and is the thumbnail the recurrence eval's truth is measured on."""
+    return np.round(grey(frame.rgb(*FINE_GRID))).astype(np.uint8)
 
-    swscale shrinks to SUBCELLS² pixels per cell and the mean is taken here, which is close to
-    an exact area average, the same average the query's cells get (a box filter)."""
-    pixels = grey(frame.rgb(GRID[0] * SUBCELLS, GRID[1] * SUBCELLS))
-    cells = pixels.reshape(GRID[1], SUBCELLS, GRID[0], SUBCELLS).mean(axis=(1, 3))
-    return np.round(cells).astype(np.uint8)
+
+def coarse(fine: np.ndarray) -> np.ndarray:
+    """(N, FINE_GRID[1], FINE_GRID[0]) thumbnails → (N, GRID[1], GRID[0]) signatures, float32."""
+    return fine.reshape(len(fine), GRID[1], FINE, GRID[0], FINE).mean(axis=(2, 4),
+                                                                      dtype=np.float32)
 
 
 # -- the track ------------------------------------------------------------------------------
@@ -120,23 +127,31 @@ class Track:
 
     frames: np.ndarray  # (N,) int32 frame numbers
     times: np.ndarray  # (N,) float64 exact presentation times
-    signatures: np.ndarray  # (N, GRID[1], GRID[0]) uint8
+    thumbnails: np.ndarray  # (N, FINE_GRID[1], FINE_GRID[0]) uint8 luma
 
     def __len__(self) -> int:
         return len(self.frames)
 
+    @cached_property
+    def signatures(self) -> np.ndarray:
+        """(N, GRID[1], GRID[0]) float32: the coarse grid the moment is found on."""
+        return coarse(self.thumbnails)
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        # Successive signatures differ little, so deltas along time compress far better.
-        deltas = np.diff(self.signatures, axis=0, prepend=np.zeros_like(self.signatures[:1]))
+        # Successive thumbnails differ little, so deltas along time compress far better.
+        deltas = np.diff(self.thumbnails, axis=0, prepend=np.zeros_like(self.thumbnails[:1]))
         np.savez_compressed(buffer, frames=self.frames, times=self.times, deltas=deltas)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Track:
         with np.load(io.BytesIO(data)) as arrays:
-            signatures = np.cumsum(arrays["deltas"], axis=0, dtype=np.uint8)
-            return cls(arrays["frames"], arrays["times"], signatures)
+            thumbnails = np.cumsum(arrays["deltas"], axis=0, dtype=np.uint8)
+            if thumbnails.shape[1:] == (GRID[1], GRID[0]):
+                # Written before tracks held fine thumbnails: each cell stands for its FINE².
+                thumbnails = thumbnails.repeat(FINE, axis=1).repeat(FINE, axis=2)
+            return cls(arrays["frames"], arrays["times"], thumbnails)
 
     def within(self, spans: Iterable[tuple[float, float]]) -> np.ndarray:
         """Rows whose time lies in any of the spans."""
@@ -154,7 +169,7 @@ class TrackBuilder:
         self.step = 1.0 / fps
         self._frames: list[int] = []
         self._times: list[float] = []
-        self._signatures: list[np.ndarray] = []
+        self._thumbnails: list[np.ndarray] = []
 
     def observe(self, frames: Iterable[Frame]) -> Iterator[Frame]:
         next_time: float | None = None
@@ -167,14 +182,14 @@ class TrackBuilder:
                 next_time = max(next_time + self.step, frame.time + self.step / 2)
                 self._frames.append(frame.number)
                 self._times.append(frame.time)
-                self._signatures.append(frame_signature(frame))
+                self._thumbnails.append(frame_thumbnail(frame))
             yield frame
 
     def track(self) -> Track:
-        shape = (0, GRID[1], GRID[0])
+        shape = (0, FINE_GRID[1], FINE_GRID[0])
         return Track(np.asarray(self._frames, dtype=np.int32),
                      np.asarray(self._times, dtype=np.float64),
-                     np.stack(self._signatures) if self._signatures
+                     np.stack(self._thumbnails) if self._thumbnails
                      else np.zeros(shape, dtype=np.uint8))
 
 
@@ -245,7 +260,7 @@ def decode_track(path: Path, spans: list[tuple[float, float]]) -> Track:
     span to its end: the fallback for videos indexed without a track."""
     frames: list[int] = []
     times: list[float] = []
-    signatures: list[np.ndarray] = []
+    thumbnails: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -265,12 +280,12 @@ def decode_track(path: Path, spans: list[tuple[float, float]]) -> Track:
                         frame = Frame(round(stamp.seconds * rate), stamp, decoded)
                         frames.append(frame.number)
                         times.append(frame.time)
-                        signatures.append(frame_signature(frame))
+                        thumbnails.append(frame_thumbnail(frame))
     except (OSError, av.error.FFmpegError, IndexError) as exc:
         raise VideoError(str(exc).splitlines()[0][:120]) from exc
-    shape = (0, GRID[1], GRID[0])
+    shape = (0, FINE_GRID[1], FINE_GRID[0])
     return Track(np.asarray(frames, dtype=np.int32), np.asarray(times, dtype=np.float64),
-                 np.stack(signatures) if signatures else np.zeros(shape, dtype=np.uint8))
+                 np.stack(thumbnails) if thumbnails else np.zeros(shape, dtype=np.uint8))
 
 
 def _merged(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -485,45 +500,45 @@ def _holding(matches: Sequence[Match], time: float) -> Match | None:
     return next((m for m in matches if any(a <= time < b for a, b in m.segments)), None)
 
 
-def _recurrences(track: Track, cells: np.ndarray, covered: np.ndarray, found: list[Moment],
-                 matches: list[Match], unlike: Sequence[Match] = ()) -> list[Moment]:
-    """Further stretches of the track where the query recurs: every run of entries that
-    correlates with it at RECURRENCE_CORRELATION or more, at the placement of the best moment
-    found, within RECURRENCE_LEVELS of its mean grey level. A recurrence may lie in the
-    segment of a key frame that does not show the picture (k-means put it in another cluster),
-    which no key frame's CNN similarity would bring.
+def unchanged(track: Track, row: int, covered: np.ndarray) -> np.ndarray:
+    """Which of the track's frames show the frame at `row` unchanged (UNCHANGED_LEVELS) over the
+    GRID cells `covered`: a boolean per row."""
+    mask = covered.repeat(FINE, axis=0).repeat(FINE, axis=1).reshape(-1)
+    thumbnails = track.thumbnails.reshape(len(track), -1)[:, mask].astype(np.float32)
+    return np.abs(thumbnails - thumbnails[row]).mean(axis=1) <= UNCHANGED_LEVELS
 
-    A run is left out where a moment was found already (the key frames' moments stand), and
-    where it lies in the segments of a key frame in `unlike`: one the CNN judged the same scene
-    but not the picture (the subject moved), which the coarse track cannot tell apart."""
+
+def _unchanged_appearances(track: Track, cells: np.ndarray, covered: np.ndarray,
+                           found: list[Moment], matches: list[Match]) -> list[Moment]:
+    """The stretches of the track that show the best of `found` unchanged (`unchanged`, over the
+    cells the query covers at the placement that fits its frame best), a moment each.
+
+    A stretch holding moments of `found` is shown by the most similar of them; one holding none
+    by its middle frame, whichever key frame's segment holds it: k-means may have put it in a
+    cluster whose key frame does not show the picture, so no CNN similarity would bring it. A
+    moment of `found` whose frame is not unchanged is dropped: its key frame is the same scene
+    but not the picture. Each stretch runs from its first unchanged frame to the next frame of
+    the track, so its length is how long the picture stays on screen."""
     best = max(found, key=lambda m: m.similarity)
     anchor = int(np.argmin(np.abs(track.times - best.time)))
     at_anchor = correlations(track.signatures[anchor:anchor + 1], cells, covered)[0]
     placement = int(np.argmax(evidence(at_anchor, covered.reshape(len(covered), -1).sum(axis=1))))
-    scores = correlations(track.signatures, cells[placement:placement + 1],
-                          covered[placement:placement + 1])[:, 0]
-    mask = covered[placement].reshape(-1)
-    levels = track.signatures.reshape(len(track), -1)[:, mask].astype(np.float32).mean(axis=1)
-    level = float(cells[placement].reshape(-1)[mask].mean())
-    alike = np.flatnonzero((scores >= RECURRENCE_CORRELATION)
-                           & (np.abs(levels - level) <= RECURRENCE_LEVELS))
+    rows = np.flatnonzero(unchanged(track, anchor, covered[placement]))
     weakest = min(m.similarity for m in found)
     moments = []
-    for run in np.split(alike, np.flatnonzero(np.diff(alike) > 1) + 1):
-        if not len(run):
-            continue
-        start, end = float(track.times[run[0]]), float(track.times[run[-1]])
-        if any(start <= m.end + APPEARANCE_GAP_S and m.start <= end + APPEARANCE_GAP_S
-               for m in found):
-            continue
-        row = int(run[np.argmax(scores[run])])
-        time = float(track.times[row])
-        if _holding(unlike, time) is not None:
-            continue
-        holder = _holding(matches, time)
-        moments.append(Moment(time, int(track.frames[row]),
-                              weakest if holder is None else similarity(holder.distance),
-                              start, end, (holder or matches[0]).keyframe_id))
+    for run in np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1):
+        start = float(track.times[run[0]])
+        end = float(track.times[min(run[-1] + 1, len(track) - 1)])
+        inside = [m for m in found if start <= m.time <= end]
+        if inside:
+            shown = max(inside, key=lambda m: m.similarity)
+        else:
+            row = int(run[len(run) // 2])
+            holder = _holding(matches, float(track.times[row]))
+            shown = Moment(float(track.times[row]), int(track.frames[row]),
+                           weakest if holder is None else similarity(holder.distance),
+                           start, end, (holder or matches[0]).keyframe_id)
+        moments.append(replace(shown, start=start, end=end))
     return moments
 
 
@@ -591,8 +606,7 @@ class Localizer:
                        region=first.region, time=time, frame=int(track.frames[row]),
                        segment=segment_of(time, holder.segments), refined=True)
 
-    def appearances(self, query: GreyQuery, matches: list[Match],
-                    unlike: Sequence[Match] = ()) -> VideoResult:
+    def appearances(self, query: GreyQuery, matches: list[Match]) -> VideoResult:
         """Every distinct moment of one video that shows the query. `matches` are that video's
         key frames that match the query, best first.
 
@@ -600,9 +614,10 @@ class Localizer:
         moment, and a stretch where no frame correlates with the query (MIN_CORRELATION) is
         none, since a key frame stands for every frame of its k-means cluster, not all of which
         show the picture. Without a track the key frame's own segment keeps its own time (the
-        key frame itself matched). Stretches that touch or lie within APPEARANCE_GAP_S of each
-        other are one appearance, shown by its most similar moment. Further stretches come from
-        the whole track (`_recurrences`), except in the segments of the key frames `unlike`."""
+        key frame itself matched). With a track, only the moments that show the best one's
+        frame unchanged are kept, and the rest of the track gives the picture's other
+        appearances (`_unchanged_appearances`). Stretches that touch or lie within
+        APPEARANCE_GAP_S of each other are one appearance, shown by its most similar moment."""
         first = matches[0]
         track = self._track(first, _widened([span for m in matches for span in m.segments]))
         cells, covered = self._signatures(query, first) if track is not None else (None, None)
@@ -621,7 +636,7 @@ class Localizer:
                 found.append(Moment(time, frame, score, min(start, time), max(end, time),
                                     match.keyframe_id))
         if track is not None and found:
-            found += _recurrences(track, cells, covered, found, matches, unlike)
+            found = _unchanged_appearances(track, cells, covered, found, matches)
         moments = _one_per_appearance(found)
         best = max((m.similarity for m in moments), default=similarity(first.distance))
         return VideoResult(first.video, best, moments)

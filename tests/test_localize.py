@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,15 @@ from PIL import Image
 from frameseek.cli import main
 from frameseek.index import VIDEO_MARGIN, Index
 from frameseek.localize import (
+    FINE_GRID,
     FULL_FRAME,
     GRID,
-    RECURRENCE_LEVELS,
     TRACKS_FILE,
+    UNCHANGED_LEVELS,
     LocalisationSample,
     Track,
     TrackBuilder,
-    _recurrences,
+    _unchanged_appearances,
     candidate_placements,
     grey,
     localisation_metrics,
@@ -232,7 +234,9 @@ def test_a_picture_shown_twice_is_answered_with_both_moments(recurring: Path) ->
     assert abs(first.time - 1.0) <= 0.5 and abs(second.time - 6.0) <= 0.5
     assert first.start <= first.time <= first.end < second.start <= second.time <= second.end
     assert video.score == max(m.similarity for m in video.moments) >= 0.9
-    assert 2.0 <= video.seconds <= 5.0  # two stretches of about 2 s, not the bikes between
+    # The person in the car moves: the picture itself, unchanged, lasts a track entry or two
+    # each time, not the 2 s of the shot, nor the bikes between.
+    assert 0.0 < video.seconds <= 1.0
 
 
 def test_videos_in_the_cli_json_name_every_moment(recurring: Path, tmp_path: Path,
@@ -271,23 +275,42 @@ def test_videos_far_below_the_best_are_not_listed(sample_index: Path, query_fram
     assert bikes < answer.videos[0].score - VIDEO_MARGIN
 
 
-def test_a_recurrence_outside_every_matched_segment_is_found_on_the_track() -> None:
-    """The picture at rows 10-14 (the moment found) comes back at rows 40-44, 60-64 and 80-84.
-    Only 60-64 is a further moment: 40-44 lies in the segment of a key frame the CNN judged
-    unlike the picture, and 80-84 is brighter than RECURRENCE_LEVELS allow. No unrelated frame
-    is taken, and the moment found stays as it is."""
+def test_only_frames_showing_the_picture_unchanged_are_its_appearances() -> None:
+    """The query covers the left half of the frame. Its picture, at rows 10-14 (the best moment
+    found), comes back at rows 40-44 with the right half changed, and brightened by more than
+    UNCHANGED_LEVELS at 60-64. A weaker key frame's moment at row 82 shows another picture.
+    The appearances: 10-14 and 40-44, the latter in no key frame's segment."""
     rng = np.random.default_rng(0)
-    picture = rng.integers(40, 200, (GRID[1], GRID[0])).astype(np.float32)
-    signatures = rng.integers(0, 256, (100, GRID[1], GRID[0])).astype(np.float32)
-    for rows, offset in ((slice(10, 15), 0), (slice(40, 45), 0), (slice(60, 65), 0),
-                         (slice(80, 85), 3 * RECURRENCE_LEVELS)):
-        signatures[rows] = picture + offset + rng.normal(0, 2, (5, *picture.shape))
+    shape = (FINE_GRID[1], FINE_GRID[0])
+    half = shape[1] // 2
+    picture = rng.integers(40, 200, shape).astype(np.float32)
+    thumbnails = rng.integers(0, 256, (100, *shape)).astype(np.float32)
+    for rows, offset in ((slice(40, 45), 0), (slice(60, 65), 3 * UNCHANGED_LEVELS)):
+        thumbnails[rows, :, :half] = picture[:, :half] + offset
+    thumbnails[10:15] = picture
+    thumbnails += rng.normal(0, 1, thumbnails.shape)
     track = Track(np.arange(100, dtype=np.int32), np.arange(100) / 8.0,
-                  np.clip(signatures, 0, 255).astype(np.uint8))
-    cells, covered = picture[None], np.ones((1, GRID[1], GRID[0]), dtype=bool)
-    match = Match("v.mp4", 1.5, 12, 0.3, 7, [(1.0, 2.0)], 1.5, 12, (1.0, 2.0))
-    unlike = Match("v.mp4", 5.2, 42, 0.5, 8, [(4.5, 6.0)], 5.2, 42, (4.5, 6.0))
-    found = [Moment(1.5, 12, 0.9, 1.0, 2.0, 7)]
-    (recurrence,) = _recurrences(track, cells, covered, found, [match], [unlike])
-    assert (recurrence.start, recurrence.end) == (60 / 8, 64 / 8)
-    assert recurrence.similarity == 0.9  # no stronger than the moments found
+                  np.clip(thumbnails, 0, 255).astype(np.uint8))
+    covered = np.zeros((1, GRID[1], GRID[0]), dtype=bool)
+    covered[0, :, : GRID[0] // 2] = True
+    cells = track.signatures[12][None]
+    best = Match("v.mp4", 1.5, 12, 0.3, 7, [(1.0, 2.0)], 1.5, 12, (1.0, 2.0))
+    other = Match("v.mp4", 10.2, 82, 0.5, 8, [(10.0, 10.6)], 10.2, 82, (10.0, 10.6))
+    found = [Moment(1.5, 12, 0.9, 1.0, 2.0, 7), Moment(82 / 8, 82, 0.8, 10.0, 10.6, 8)]
+    kept, recurrence = _unchanged_appearances(track, cells, covered, found, [best, other])
+    # Each stretch runs from its first unchanged frame to the next frame of the track.
+    assert kept == replace(found[0], start=10 / 8, end=15 / 8)
+    assert (recurrence.start, recurrence.end) == (40 / 8, 45 / 8)
+    assert recurrence.frame == 42  # the stretch's middle
+    assert recurrence.similarity == 0.8  # no stronger than the moments found
+
+
+def test_a_track_written_before_fine_thumbnails_reads_with_the_same_signatures() -> None:
+    rng = np.random.default_rng(1)
+    signatures = rng.integers(0, 256, (5, GRID[1], GRID[0]), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, frames=np.arange(5, dtype=np.int32), times=np.arange(5) / 8.0,
+                        deltas=np.diff(signatures, axis=0, prepend=np.zeros_like(signatures[:1])))
+    track = Track.from_bytes(buffer.getvalue())
+    assert track.thumbnails.shape == (5, FINE_GRID[1], FINE_GRID[0])
+    assert np.array_equal(track.signatures, signatures)
