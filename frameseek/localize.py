@@ -2,11 +2,11 @@
 
 A key frame stands for the stretch of video in its k-means cluster (its `segments`), often a second
 or more, not always contiguous. To name the moment, each video gets a *signature track* at index
-time: two tiny grey pictures of one frame every 1/TRACK_FPS seconds, with the frame's number and
-exact time, compressed and kept in `tracks.sqlite` beside the index (a tenth of its size): a
-*signature* of GRID cells, coarse enough that a crop or a rescaled query still covers whole
-cells, on which the moment is found; and a *thumbnail* of FINE_GRID cells, which tells where
-else in the video the picture shows unchanged. At query time, for the best match of each of the
+time: a tiny grey thumbnail (FINE_GRID cells) of one frame every 1/TRACK_FPS seconds, with the
+frame's number and exact time, compressed and kept in `tracks.sqlite` beside the index (a fifth
+of its size). The moment is found on a coarser GRID (each cell the mean of FINE² fine ones),
+where a crop or a rescaled copy still covers whole cells; the fine thumbnails tell where else
+in the video the picture shows unchanged. At query time, for the best match of each of the
 top few videos:
 
 1. *Placement*: where the query lies inside the frame (it may be a crop, and is often rescaled).
@@ -20,7 +20,7 @@ top few videos:
 
 No frame is decoded and no CNN runs at query time when a track exists. An index built before
 tracks existed still refines: the spans are then decoded (seeking to the stream key frame before
-each) to build the same signatures and thumbnails on the fly, at the cost of decoding.
+each, at FINE_GRID resolution) to build the same thumbnails on the fly, at the cost of decoding.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,8 +48,7 @@ if TYPE_CHECKING:
 
 TRACK_FPS = 8.0
 GRID = (16, 9)  # cells across, down: every video is drawn onto the same 16:9 grid
-SUBCELLS = 4
-FINE = 2  # thumbnail cells across (and down) a GRID cell
+FINE = 2  # fine cells across (and down) a GRID cell in a track's thumbnails
 FINE_GRID = (GRID[0] * FINE, GRID[1] * FINE)
 MARGIN_S = 0.5  # one sample step at the default sample_fps: frames between two samples' spans
 PLACEMENT_WIDTH = 64  # the key frame thumbnail is matched against the query at this width
@@ -105,20 +105,17 @@ class GreyQuery:
         return self._signatures[keyframe_id]
 
 
-def frame_signature(frame: Frame) -> np.ndarray:
-    """One frame's signature: its luma averaged over each GRID cell, as uint8.
-
-    swscale shrinks to SUBCELLS² pixels per cell and the mean is taken here, which is close to
-    an exact area average, the same average the query's cells get (a box filter)."""
-    pixels = grey(frame.rgb(GRID[0] * SUBCELLS, GRID[1] * SUBCELLS))
-    cells = pixels.reshape(GRID[1], SUBCELLS, GRID[0], SUBCELLS).mean(axis=(1, 3))
-    return np.round(cells).astype(np.uint8)
-
-
 def frame_thumbnail(frame: Frame) -> np.ndarray:
-    """One frame's thumbnail: its luma shrunk by swscale to FINE_GRID cells, as uint8, the
-    picture the recurrence eval's truth is measured on."""
+    """One frame's track entry: its luma shrunk by swscale to FINE_GRID cells, as uint8.
+    swscale's shrinking filter averages an area much like the box filter the query's cells
+    get, and is the thumbnail the recurrence eval's truth is measured on."""
     return np.round(grey(frame.rgb(*FINE_GRID))).astype(np.uint8)
+
+
+def coarse(fine: np.ndarray) -> np.ndarray:
+    """(N, FINE_GRID[1], FINE_GRID[0]) thumbnails → (N, GRID[1], GRID[0]) signatures, float32."""
+    return fine.reshape(len(fine), GRID[1], FINE, GRID[0], FINE).mean(axis=(2, 4),
+                                                                      dtype=np.float32)
 
 
 # -- the track ------------------------------------------------------------------------------
@@ -130,29 +127,31 @@ class Track:
 
     frames: np.ndarray  # (N,) int32 frame numbers
     times: np.ndarray  # (N,) float64 exact presentation times
-    signatures: np.ndarray  # (N, GRID[1], GRID[0]) uint8
-    thumbnails: np.ndarray  # (N, FINE_GRID[1], FINE_GRID[0]) uint8
+    thumbnails: np.ndarray  # (N, FINE_GRID[1], FINE_GRID[0]) uint8 luma
 
     def __len__(self) -> int:
         return len(self.frames)
 
+    @cached_property
+    def signatures(self) -> np.ndarray:
+        """(N, GRID[1], GRID[0]) float32: the coarse grid the moment is found on."""
+        return coarse(self.thumbnails)
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        # Successive frames differ little, so deltas along time compress far better.
-        np.savez_compressed(buffer, frames=self.frames, times=self.times,
-                            deltas=_deltas(self.signatures),
-                            thumbnail_deltas=_deltas(self.thumbnails))
+        # Successive thumbnails differ little, so deltas along time compress far better.
+        deltas = np.diff(self.thumbnails, axis=0, prepend=np.zeros_like(self.thumbnails[:1]))
+        np.savez_compressed(buffer, frames=self.frames, times=self.times, deltas=deltas)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Track:
         with np.load(io.BytesIO(data)) as arrays:
-            signatures = np.cumsum(arrays["deltas"], axis=0, dtype=np.uint8)
-            if "thumbnail_deltas" in arrays:
-                thumbnails = np.cumsum(arrays["thumbnail_deltas"], axis=0, dtype=np.uint8)
-            else:  # written before tracks had thumbnails: each cell stands for its FINE²
-                thumbnails = signatures.repeat(FINE, axis=1).repeat(FINE, axis=2)
-            return cls(arrays["frames"], arrays["times"], signatures, thumbnails)
+            thumbnails = np.cumsum(arrays["deltas"], axis=0, dtype=np.uint8)
+            if thumbnails.shape[1:] == (GRID[1], GRID[0]):
+                # Written before tracks held fine thumbnails: each cell stands for its FINE².
+                thumbnails = thumbnails.repeat(FINE, axis=1).repeat(FINE, axis=2)
+            return cls(arrays["frames"], arrays["times"], thumbnails)
 
     def within(self, spans: Iterable[tuple[float, float]]) -> np.ndarray:
         """Rows whose time lies in any of the spans."""
@@ -160,14 +159,6 @@ class Track:
         for start, end in spans:
             keep |= (self.times >= start) & (self.times < end)
         return np.flatnonzero(keep)
-
-
-def _deltas(pictures: np.ndarray) -> np.ndarray:
-    return np.diff(pictures, axis=0, prepend=np.zeros_like(pictures[:1]))
-
-
-def _stacked(pictures: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    return np.stack(pictures) if pictures else np.zeros((0, shape[1], shape[0]), dtype=np.uint8)
 
 
 class TrackBuilder:
@@ -178,7 +169,6 @@ class TrackBuilder:
         self.step = 1.0 / fps
         self._frames: list[int] = []
         self._times: list[float] = []
-        self._signatures: list[np.ndarray] = []
         self._thumbnails: list[np.ndarray] = []
 
     def observe(self, frames: Iterable[Frame]) -> Iterator[Frame]:
@@ -192,14 +182,15 @@ class TrackBuilder:
                 next_time = max(next_time + self.step, frame.time + self.step / 2)
                 self._frames.append(frame.number)
                 self._times.append(frame.time)
-                self._signatures.append(frame_signature(frame))
                 self._thumbnails.append(frame_thumbnail(frame))
             yield frame
 
     def track(self) -> Track:
+        shape = (0, FINE_GRID[1], FINE_GRID[0])
         return Track(np.asarray(self._frames, dtype=np.int32),
                      np.asarray(self._times, dtype=np.float64),
-                     _stacked(self._signatures, GRID), _stacked(self._thumbnails, FINE_GRID))
+                     np.stack(self._thumbnails) if self._thumbnails
+                     else np.zeros(shape, dtype=np.uint8))
 
 
 def build_track(path: Path) -> Track:
@@ -269,7 +260,6 @@ def decode_track(path: Path, spans: list[tuple[float, float]]) -> Track:
     span to its end: the fallback for videos indexed without a track."""
     frames: list[int] = []
     times: list[float] = []
-    signatures: list[np.ndarray] = []
     thumbnails: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
@@ -290,12 +280,12 @@ def decode_track(path: Path, spans: list[tuple[float, float]]) -> Track:
                         frame = Frame(round(stamp.seconds * rate), stamp, decoded)
                         frames.append(frame.number)
                         times.append(frame.time)
-                        signatures.append(frame_signature(frame))
                         thumbnails.append(frame_thumbnail(frame))
     except (OSError, av.error.FFmpegError, IndexError) as exc:
         raise VideoError(str(exc).splitlines()[0][:120]) from exc
+    shape = (0, FINE_GRID[1], FINE_GRID[0])
     return Track(np.asarray(frames, dtype=np.int32), np.asarray(times, dtype=np.float64),
-                 _stacked(signatures, GRID), _stacked(thumbnails, FINE_GRID))
+                 np.stack(thumbnails) if thumbnails else np.zeros(shape, dtype=np.uint8))
 
 
 def _merged(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:

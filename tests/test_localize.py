@@ -16,7 +16,6 @@ from PIL import Image
 from frameseek.cli import main
 from frameseek.index import VIDEO_MARGIN, Index
 from frameseek.localize import (
-    FINE,
     FINE_GRID,
     FULL_FRAME,
     GRID,
@@ -173,7 +172,6 @@ def test_track_samples_eight_a_second_and_round_trips(sample_videos):
     assert np.all(np.diff(track.times) > 0.1) and np.all(np.diff(track.times) < 0.17)
     again = Track.from_bytes(track.to_bytes())
     assert np.array_equal(again.signatures, track.signatures)
-    assert np.array_equal(again.thumbnails, track.thumbnails)
     assert np.array_equal(again.frames, track.frames)
     assert np.array_equal(again.times, track.times)
 
@@ -291,13 +289,11 @@ def test_only_frames_showing_the_picture_unchanged_are_its_appearances() -> None
         thumbnails[rows, :, :half] = picture[:, :half] + offset
     thumbnails[10:15] = picture
     thumbnails += rng.normal(0, 1, thumbnails.shape)
-    thumbnails = np.clip(thumbnails, 0, 255).astype(np.uint8)
-    signatures = thumbnails.reshape(100, GRID[1], FINE, GRID[0], FINE).mean(axis=(2, 4))
     track = Track(np.arange(100, dtype=np.int32), np.arange(100) / 8.0,
-                  np.round(signatures).astype(np.uint8), thumbnails)
+                  np.clip(thumbnails, 0, 255).astype(np.uint8))
     covered = np.zeros((1, GRID[1], GRID[0]), dtype=bool)
     covered[0, :, : GRID[0] // 2] = True
-    cells = track.signatures[12][None].astype(np.float32)
+    cells = track.signatures[12][None]
     best = Match("v.mp4", 1.5, 12, 0.3, 7, [(1.0, 2.0)], 1.5, 12, (1.0, 2.0))
     other = Match("v.mp4", 10.2, 82, 0.5, 8, [(10.0, 10.6)], 10.2, 82, (10.0, 10.6))
     found = [Moment(1.5, 12, 0.9, 1.0, 2.0, 7), Moment(82 / 8, 82, 0.8, 10.0, 10.6, 8)]
@@ -309,13 +305,12 @@ def test_only_frames_showing_the_picture_unchanged_are_its_appearances() -> None
     assert recurrence.similarity == 0.8  # no stronger than the moments found
 
 
-def test_a_track_written_before_thumbnails_reads_with_its_signatures_as_thumbnails() -> None:
+def test_a_track_written_before_fine_thumbnails_reads_with_the_same_signatures() -> None:
     rng = np.random.default_rng(1)
     signatures = rng.integers(0, 256, (5, GRID[1], GRID[0]), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, frames=np.arange(5, dtype=np.int32), times=np.arange(5) / 8.0,
                         deltas=np.diff(signatures, axis=0, prepend=np.zeros_like(signatures[:1])))
     track = Track.from_bytes(buffer.getvalue())
-    assert np.array_equal(track.signatures, signatures)
-    assert np.array_equal(track.thumbnails[:, ::FINE, ::FINE], signatures)
     assert track.thumbnails.shape == (5, FINE_GRID[1], FINE_GRID[0])
+    assert np.array_equal(track.signatures, signatures)

@@ -301,7 +301,6 @@ def test_100k_key_frames_keep_recall_at_12(tmp_path: Path, sample_index: Path) -
 def test_a_track_missing_a_chunk_or_stale_reads_as_absent(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     track = Track(np.arange(2_000, dtype=np.int32), np.arange(2_000) / 8.0,
-                  rng.integers(0, 255, (2_000, 9, 16), dtype=np.uint8),
                   rng.integers(0, 255, (2_000, 18, 32), dtype=np.uint8))
     with Index.create(lite_uri(tmp_path)) as index:
         store: MilvusStore = index.store  # type: ignore[assignment]
@@ -310,7 +309,6 @@ def test_a_track_missing_a_chunk_or_stale_reads_as_absent(tmp_path: Path) -> Non
         with Index.open(lite_uri(tmp_path)) as again:  # nothing cached there
             got = again.tracks.get("a.mp4", "one")
             assert got is not None and np.array_equal(got.signatures, track.signatures)
-            assert np.array_equal(got.thumbnails, track.thumbnails)
         chunks = store._client.query(store.tracks_collection, filter='path == "a.mp4"',
                                      output_fields=["key", "chunks"])
         assert len(chunks) == chunks[0]["chunks"] > 1
