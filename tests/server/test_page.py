@@ -163,8 +163,9 @@ def test_the_moments_of_a_video_are_marks_on_its_timeline(page) -> None:
     card = page.locator(".video-card").first
     assert BBB.name in card.locator(".video-name").text_content()
     assert "appearance" in card.locator(".video-name").text_content()
-    time = float(card.locator(".mark").first.get_attribute("data-time"))
-    assert abs(time - 33.458) < 1.0
+    times = [float(mark.get_attribute("data-time")) for mark in card.locator(".mark").all()]
+    assert times == sorted(times)  # the shot before the query's shows its picture too
+    assert min(abs(time - 33.458) for time in times) < 1.0
 
 
 def test_an_image_from_no_indexed_video_says_no_match(page, tmp_path: Path) -> None:
