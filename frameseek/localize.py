@@ -169,6 +169,12 @@ class Track:
         return np.flatnonzero(keep)
 
 
+def _track_of(frames: list[int], times: list[float], thumbnails: list[np.ndarray]) -> Track:
+    shape = (0, FINE_GRID[1], FINE_GRID[0])
+    return Track(np.asarray(frames, dtype=np.int32), np.asarray(times, dtype=np.float64),
+                 np.stack(thumbnails) if thumbnails else np.zeros(shape, dtype=np.uint8))
+
+
 class TrackBuilder:
     """Passes frames through unchanged while keeping one signature every 1/fps seconds, so the
     track is built during the decode that indexing does anyway."""
@@ -194,11 +200,7 @@ class TrackBuilder:
             yield frame
 
     def track(self) -> Track:
-        shape = (0, FINE_GRID[1], FINE_GRID[0])
-        return Track(np.asarray(self._frames, dtype=np.int32),
-                     np.asarray(self._times, dtype=np.float64),
-                     np.stack(self._thumbnails) if self._thumbnails
-                     else np.zeros(shape, dtype=np.uint8))
+        return _track_of(self._frames, self._times, self._thumbnails)
 
 
 def build_track(path: Path) -> Track:
@@ -291,9 +293,7 @@ def decode_track(path: Path, spans: list[tuple[float, float]]) -> Track:
                         thumbnails.append(frame_thumbnail(frame))
     except (OSError, av.error.FFmpegError, IndexError) as exc:
         raise VideoError(str(exc).splitlines()[0][:120]) from exc
-    shape = (0, FINE_GRID[1], FINE_GRID[0])
-    return Track(np.asarray(frames, dtype=np.int32), np.asarray(times, dtype=np.float64),
-                 np.stack(thumbnails) if thumbnails else np.zeros(shape, dtype=np.uint8))
+    return _track_of(frames, times, thumbnails)
 
 
 def _merged(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -530,8 +530,8 @@ def _unchanged_appearances(track: Track, cells: np.ndarray, covered: np.ndarray,
     moment of `found` whose frame is not unchanged is dropped: its key frame is the same scene
     but not the picture. Each stretch runs from its first unchanged frame to the next frame of
     the track, so its length is how long the picture stays on screen."""
-    best = max(found, key=lambda m: m.similarity)
-    anchor = int(np.argmin(np.abs(track.times - best.time)))
+    found_rows = [int(np.argmin(np.abs(track.times - m.time))) for m in found]
+    anchor = found_rows[max(range(len(found)), key=lambda i: found[i].similarity)]
     at_anchor = correlations(track.signatures[anchor:anchor + 1], cells, covered)[0]
     placement = int(np.argmax(evidence(at_anchor, covered.reshape(len(covered), -1).sum(axis=1))))
     rows = np.flatnonzero(unchanged(track, anchor, covered[placement]))
@@ -540,7 +540,7 @@ def _unchanged_appearances(track: Track, cells: np.ndarray, covered: np.ndarray,
     for run in np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1):
         start = float(track.times[run[0]])
         end = float(track.times[min(run[-1] + 1, len(track) - 1)])
-        inside = [m for m in found if start <= m.time <= end]
+        inside = [m for m, row in zip(found, found_rows, strict=True) if run[0] <= row <= run[-1]]
         if inside:
             shown = max(inside, key=lambda m: m.similarity)
         else:
